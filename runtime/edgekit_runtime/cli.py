@@ -1,0 +1,110 @@
+"""The `edgekit` command. Board-side commands live here; the compile side adds its own commands through the
+`edgekit.commands` entry-point group, so one `edgekit --help` lists everything that is installed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import entry_points
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+PLUGIN_GROUP = "edgekit.commands"
+
+
+class EdgekitGroup(click.Group):
+    """Loads plugin commands lazily and turns UserError into a one-line message and exit code 1."""
+
+    def _plugins(self) -> dict[str, click.Command]:
+        if not hasattr(self, "_plugin_cache"):
+            found = {}
+            for ep in entry_points(group=PLUGIN_GROUP):
+                try:
+                    found[ep.name] = ep.load()
+                except Exception as e:  # a broken compile-side install must not take the board commands down
+                    click.echo(f"edgekit: warning: command {ep.name!r} unavailable ({type(e).__name__}: {e})", err=True)
+            self._plugin_cache = found
+        return self._plugin_cache
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx, name):
+        return super().get_command(ctx, name) or self._plugins().get(name)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.echo(f"edgekit: error: {e}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("edgekit: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=EdgekitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgekit")
+def main():
+    """edgekit: compile time-series models for small boards, and run them there.
+
+    Board-side commands (run, bench, info) need only the edgekit-runtime package. Compile-side commands
+    (data, train, export, ...) appear here when the edgekit package is installed.
+    """
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), help="Write JSON lines here instead of stdout.")
+@click.option("--stride", type=int, help="Samples between window starts (default: the model's stride).")
+@click.option("--batch", default=32, show_default=True, help="Windows per model call.")
+@click.option("--threads", default=1, show_default=True, help="Inference threads.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad row instead of skipping it.")
+def run(model_dir, input_path, out, stride, batch, threads, strict):
+    """Classify every window of INPUT (a CSV file or a directory of them) with the model in MODEL_DIR.
+
+    INPUT has a header row naming the columns: the model's channel columns (any order, extra columns ignored)
+    and optionally a `time` column (seconds or ISO-8601). Writes one JSON line per window:
+    {"source", "window_end", "class", "probabilities", "latency_ms"}. Bad rows are reported on stderr with their
+    line number and skipped; a window never spans a bad row.
+    """
+    from .runner import Runner
+
+    runner = Runner(model_dir, threads=threads, stride=stride, batch=batch)
+    runner.run_path(input_path, out=out, strict=strict)
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--windows", "n_windows", default=500, show_default=True, help="Timed windows per measurement.")
+@click.option("--threads", default=1, show_default=True, help="Inference threads.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
+def bench(model_dir, n_windows, threads, json_out):
+    """Measure preprocessing and inference latency per window, and windows per second, on this machine."""
+    from .bench import format_table, run_bench
+
+    result = run_bench(model_dir, n_windows=n_windows, threads=threads)
+    click.echo(format_table(result))
+    if json_out:
+        from .files import write_text_atomic
+
+        write_text_atomic(json_out, json.dumps(result, indent=2) + "\n")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def info(model_dir, as_json):
+    """Show what a model directory holds: model inputs/outputs, preprocessing, classes, verification metrics."""
+    from .describe import describe, format_description
+
+    d = describe(model_dir)
+    click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
