@@ -25,17 +25,15 @@ def describe(model_dir) -> dict:
 
 def format_description(d: dict) -> str:
     pre = d["preprocessing"]
-    lines = [
-        f"model        {d['model_file']} ({d['model_bytes'] / 1024:.1f} KiB)",
-        *[f"input        {a['name']} {a['shape']} {a['type']}" for a in d["inputs"]],
-        *[f"output       {a['name']} {a['shape']} {a['type']}" for a in d["outputs"]],
-        f"classes      {', '.join(d['classes'])}",
-        f"channels     {', '.join(pre['channels'])}",
-        f"window       {pre['window']} samples at {pre['sampling_rate']:g} Hz, stride {pre['stride']}, "
-        f"normalize {pre['normalize']}",
+    rows = [
+        ("model", f"{d['model_file']} ({d['model_bytes'] / 1024:.1f} KiB)"),
+        *[("input", f"{a['name']} {a['shape']} {a['type']}") for a in d["inputs"]],
+        *[("output", f"{a['name']} {a['shape']} {a['type']}") for a in d["outputs"]],
+        ("classes", ", ".join(d["classes"])),
+        ("channels", ", ".join(pre["channels"])),
+        ("window", f"{pre['window']} samples at {pre['sampling_rate']:g} Hz, stride {pre['stride']}, "
+                   f"normalize {pre['normalize']}"),
+        *[(k.replace("_", " "), v) for k, v in d["model"].items() if k not in ("file", "bytes")],
+        *[(f"verify {k.replace('_', ' ')}", v) for k, v in d["verification"].items()],
     ]
-    for k, v in d["model"].items():
-        lines.append(f"{k:<13}{v}")
-    for k, v in d["verification"].items():
-        lines.append(f"{k:<13}{v}")
-    return "\n".join(lines)
+    return "\n".join(f"{k:<24}{v}" for k, v in rows)

@@ -1,0 +1,193 @@
+"""Compile-side commands, added to the `edgekit` command through the `edgekit.commands` entry-point group.
+
+Heavy imports (torch, aeon) happen inside the commands so that `edgekit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgekit_runtime.errors import UserError
+
+
+def _load_spec(spec: dict):
+    from .data import load_spec
+
+    return load_spec(spec)
+
+
+def _csv_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def data_options(f):
+    """Options that say which data to load; shared by every command that reads a dataset."""
+    opts = [
+        click.argument("dataset"),
+        click.option("--window", type=int, help="Samples per window (recordings: Daphnet and your own files)."),
+        click.option("--stride", type=int, help="Samples between window starts (default: the window length; "
+                                                "Daphnet: 128)."),
+        click.option("--time-column", help="Time column of your files: seconds or ISO-8601 [default: time]."),
+        click.option("--label-column", help="Label column of your files (a window takes its majority label)."),
+        click.option("--channels", help="Comma-separated channel columns of your files [default: all others]."),
+        click.option("--uncertainty-suffix", help="Per-channel uncertainty columns are CHANNEL+SUFFIX (e.g. _sigma)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _data_spec(dataset, window, stride, time_column, label_column, channels, uncertainty_suffix) -> dict:
+    return {"dataset": dataset, "window": window, "stride": stride, "time_column": time_column,
+            "label_column": label_column, "channels": _csv_list(channels), "uncertainty_suffix": uncertainty_suffix}
+
+
+@click.group()
+def data():
+    """Inspect the bundled real datasets and your own recordings."""
+
+
+@data.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def data_list(as_json):
+    """List the real datasets that ship with edgekit's dependencies."""
+    from .data import BUNDLED, load_dataset
+
+    rows = []
+    for name, entry in BUNDLED.items():
+        s = load_dataset(name).summary()
+        rows.append({"name": name, "windows": s["windows"], "channels": s["channels"], "length": s["length"],
+                     "classes": len(s["classes"]), "sampling_rate_hz": s["sampling_rate_hz"],
+                     "description": entry.description})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'name':<16}{'windows':>8}{'ch':>4}{'length':>8}{'classes':>8}{'Hz':>8}  description")
+    for r in rows:
+        click.echo(f"{r['name']:<16}{r['windows']:>8}{r['channels']:>4}{r['length']:>8}{r['classes']:>8}"
+                   f"{r['sampling_rate_hz']:>8g}  {r['description']}")
+
+
+@data.command("show")
+@data_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def data_show(as_json, **spec):
+    """Shape, classes, class balance, sampling rate and channels of DATASET (a bundled name or a file/directory)."""
+    s = _load_spec(_data_spec(**spec)).summary()
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    balance = ", ".join(f"{k}: {v}" for k, v in s["class_balance"].items()) or "unlabelled"
+    click.echo(f"dataset      {s['name']}\nshape        {s['shape']} (windows, channels, samples)\n"
+               f"sampling     {s['sampling_rate_hz']:g} Hz, timestamps {s['timestamps']}\n"
+               f"channels     {', '.join(s['channel_names'])}\nclasses      {balance}\n"
+               f"uncertainty  {'yes' if s['uncertainty'] else 'no'}\npadded       {'yes' if s['padded'] else 'no'}\n"
+               f"groups       {', '.join(s['groups']) or '-'}")
+
+
+@data.command("to-csv")
+@data_options
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--group", help="Only windows of this group (e.g. 'test' for a benchmark's test split).")
+def data_to_csv(out, group, **spec):
+    """Write DATASET's windows one after another as a CSV stream (time, channels, label) to OUT.
+
+    The result is what `edgekit run` reads: running a model with stride = window length on it classifies
+    exactly the original windows.
+    """
+    import numpy as np
+
+    from edgekit_runtime.files import atomic_write
+
+    ds = _load_spec(_data_spec(**spec))
+    if group is not None:
+        if ds.groups is None or group not in set(ds.groups.tolist()):
+            raise UserError(f"{ds.name}: no group {group!r}")
+        ds = ds.subset(np.flatnonzero(ds.groups == group))
+    samples = ds.values.transpose(0, 2, 1).reshape(-1, ds.n_channels)
+    times = np.arange(len(samples)) / ds.sampling_rate
+    with atomic_write(out) as f:
+        header = ["time", *ds.channel_names] + (["label"] if ds.labels is not None else [])
+        f.write(",".join(header) + "\n")
+        labels = np.repeat(ds.labels, ds.length) if ds.labels is not None else None
+        for i, (t, row) in enumerate(zip(times, samples)):
+            cells = [f"{t:.6f}", *(f"{v:.7g}" for v in row)]
+            if labels is not None:
+                cells.append(ds.class_names[labels[i]])
+            f.write(",".join(cells) + "\n")
+    click.echo(f"wrote {len(samples)} samples ({len(ds)} windows of {ds.length}) to {out}")
+
+
+@click.command()
+@data_options
+@click.option("--split", "split_method", type=click.Choice(["random", "group"]),
+              help="random: stratified by class; group: hold out whole groups. Default: the benchmark's own "
+                   "train/test split for bundled sets that have one, else random.")
+@click.option("--test-groups", help="Comma-separated groups to test on with --split group.")
+@click.option("--val", default=0.2, show_default=True, help="Validation fraction (early stopping).")
+@click.option("--test", "test_fraction", default=0.2, show_default=True, help="Test fraction (random split).")
+@click.option("--seed", default=0, show_default=True, help="Seed for the split, initialisation and batches.")
+@click.option("--epochs", default=300, show_default=True)
+@click.option("--patience", default=40, show_default=True, help="Epochs without validation improvement to stop.")
+@click.option("--lr", default=3e-3, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--filters", default=8, show_default=True, help="Filters per multi-scale branch.")
+@click.option("--dim", default=32, show_default=True, help="Feature size after the spatial convolution.")
+@click.option("--normalize", type=click.Choice(["stored", "window"]), default="stored", show_default=True,
+              help="Per-channel normalisation with training statistics, or per window.")
+@click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/checkpoint].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(split_method, test_groups, val, test_fraction, seed, epochs, patience, lr, batch_size, filters, dim,
+          normalize, out, overwrite, json_out, quiet, **spec):
+    """Train the MSA-CNN student on the labels of DATASET and save a checkpoint.
+
+    DATASET is a bundled name (see `edgekit data list`) or a CSV/Parquet file or directory of them.
+    """
+    from .train import train_student
+
+    spec = _data_spec(**spec)
+    out = out or f"runs/{spec['dataset'].replace('/', '_')}/checkpoint"
+    summary = train_student(spec, out, split_method=split_method, test_groups=_csv_list(test_groups), val=val,
+                            test=test_fraction, seed=seed, epochs=epochs, patience=patience, lr=lr,
+                            batch_size=batch_size, filters=filters, dim=dim, normalize=normalize,
+                            overwrite=overwrite, progress=not quiet)
+    if json_out:
+        from edgekit_runtime.files import write_text_atomic
+
+        write_text_atomic(json_out, json.dumps(summary, indent=2) + "\n")
+    m = summary["metrics"]
+    click.echo(f"dataset      {summary['dataset']} ({summary['windows']['train']} train, "
+               f"{summary['windows']['val']} val, {summary['windows']['test']} test windows)\n"
+               f"model        MSA-CNN, {summary['parameters']:,} parameters\n"
+               f"training     {m['epochs_run']} epochs (best at {m['best_epoch']})\n"
+               f"test         accuracy {m['test_accuracy']:.3f}, macro-F1 {m['test_macro_f1']:.3f}\n"
+               f"checkpoint   {out}")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Model directory [default: beside the checkpoint, "
+                                                               "named model-FORMAT].")
+@click.option("--atol", default=1e-4, show_default=True, help="Largest allowed |torch - exported| on logits.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
+def export(checkpoint, fmt, out, atol, overwrite):
+    """Export CHECKPOINT to a model directory for the board, verified against torch on held-out windows.
+
+    The directory holds the model file, preprocess.json and manifest.json (sha256 of every file and the
+    verification metrics). An export that does not match torch within --atol is refused and nothing is written.
+    """
+    from pathlib import Path
+
+    from .export import export_checkpoint
+
+    out = out or str(Path(checkpoint).parent / f"model-{fmt}")
+    m = export_checkpoint(checkpoint, out, atol=atol, overwrite=overwrite)
+    v = m["verification"]
+    click.echo(f"wrote        {out}/{m['model']['file']} ({m['model']['bytes'] / 1024:.1f} KiB, opset {v['opset']})\n"
+               f"verified     {v['windows']} held-out windows: max abs diff {v['max_abs_diff']:.2e}, "
+               f"argmax agreement {v['argmax_agreement']:.3f}")

@@ -1,0 +1,46 @@
+"""The data layer: one window type, loaders for bundled and user datasets, and deterministic splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit_runtime.errors import UserError
+
+from .bundled import BUNDLED, bundled_name, load_bundled
+from .splits import SPLIT_METHODS, split_dataset
+from .tables import TABLE_SUFFIXES, load_table, load_tables
+from .windows import WindowSet
+
+__all__ = ["BUNDLED", "SPLIT_METHODS", "WindowSet", "load_dataset", "load_spec", "load_table", "load_tables", "split_dataset"]
+
+
+def load_dataset(name: str, window: int | None = None, stride: int | None = None, **table_options) -> WindowSet:
+    """A bundled dataset by name, or the user's CSV/Parquet file(s): a file path or a directory of them.
+
+    `table_options` go to `load_table` (time_column, channels, label_column, uncertainty_suffix).
+    """
+    if bundled_name(name) is not None:
+        if any(v is not None for v in table_options.values()):
+            raise UserError(f"{name} is a bundled dataset; column options apply to CSV/Parquet files only")
+        return load_bundled(name, window=window, stride=stride)
+    path = Path(name)
+    if not path.exists():
+        raise UserError(f"unknown dataset {name!r}: not bundled ({', '.join(BUNDLED)}) and no such file or directory")
+    if window is None:
+        raise UserError(f"{name}: --window is required for recordings (samples per window)")
+    options = {k: v for k, v in table_options.items() if v is not None}
+    options.update(window=window, stride=stride or window)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in TABLE_SUFFIXES)
+        if not files:
+            raise UserError(f"{path}: no {'/'.join(TABLE_SUFFIXES)} files in this directory")
+        return load_tables(files, **options)
+    return load_table(path, **options)
+
+
+def load_spec(spec: dict) -> WindowSet:
+    """Load what a data spec names: {"dataset", "window", "stride", "time_column", "label_column", "channels",
+    "uncertainty_suffix"} (missing keys mean defaults). Checkpoints record such a spec to reload their data."""
+    return load_dataset(spec["dataset"], window=spec.get("window"), stride=spec.get("stride"),
+                        time_column=spec.get("time_column"), label_column=spec.get("label_column"),
+                        channels=spec.get("channels"), uncertainty_suffix=spec.get("uncertainty_suffix"))

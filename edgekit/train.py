@@ -1,0 +1,152 @@
+"""Supervised training of a student on labelled windows, with early stopping on validation loss."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+from tqdm.auto import tqdm
+
+from edgekit_runtime.errors import UserError
+from edgekit_runtime.preprocess import Preprocessing
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 300
+    patience: int = 40
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 16
+    seed: int = 0
+
+
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(x[i : i + batch_size])).numpy()
+                               for i in range(0, len(x), batch_size)])
+
+
+def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict:
+    pred = logits.argmax(axis=1)
+    return {"accuracy": float((pred == y_true).mean()),
+            "macro_f1": float(f1_score(y_true, pred, average="macro", zero_division=0))}
+
+
+def train_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                     y_val: np.ndarray, settings: TrainSettings = TrainSettings(), progress: bool = True) -> dict:
+    """Train in place; the model ends with the weights of the epoch with the lowest validation loss.
+
+    Without validation windows, training runs all epochs and keeps the last weights.
+    Returns the training history summary.
+    """
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.epochs)
+    loss_fn = nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    best_loss, best_state, best_epoch, waited = float("inf"), None, 0, 0
+    bar = tqdm(range(settings.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(xt)))
+        total = 0.0
+        for i in range(0, len(order), settings.batch_size):
+            idx = order[i : i + settings.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two windows
+                continue
+            opt.zero_grad()
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        if len(x_val) == 0:
+            continue
+        logits = predict_logits(model, x_val)
+        val_loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(y_val)))
+        val_acc = float((logits.argmax(1) == y_val).mean())
+        bar.set_postfix(loss=f"{total / len(xt):.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.2f}")
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_state, best_epoch, waited = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
+        else:
+            waited += 1
+            if waited >= settings.patience:
+                break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return {"epochs_run": epoch + 1, "best_epoch": best_epoch + 1,
+            "best_val_loss": None if best_state is None else best_loss}
+
+
+def resolve_split(ds, method: str | None, test_groups: list[str] | None) -> tuple[str, list[str] | None]:
+    """The default split: a bundled benchmark's own train/test split when it has one, else random."""
+    if method is None:
+        if ds.groups is not None and set(ds.groups.tolist()) == {"train", "test"} and test_groups is None:
+            return "group", ["test"]
+        return "random", test_groups
+    return method, test_groups
+
+
+def split_from_spec(ds, spec: dict):
+    """(train, val, test) of `ds` as a checkpoint's data spec records the split."""
+    from .data import split_dataset
+
+    return split_dataset(ds, spec["split"], seed=spec["seed"], val=spec["val"], test=spec["test"],
+                         test_groups=spec.get("test_groups"))
+
+
+def fit_preprocessing(train, normalize: str, stride: int) -> Preprocessing:
+    """Per-channel statistics of the training windows (observed samples only) and the windowing to use."""
+    mean = std = None
+    if normalize == "stored":
+        x = train.values.transpose(1, 0, 2).reshape(train.n_channels, -1)
+        if train.mask is not None:
+            x = x[:, train.mask.reshape(-1)]
+        mean, std = tuple(x.mean(1).astype(float)), tuple(x.std(1).astype(float))
+    return Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, normalize, mean, std)
+
+
+def train_student(spec: dict, out: str, split_method: str | None = None, test_groups: list[str] | None = None,
+                  val: float = 0.2, test: float = 0.2, seed: int = 0, epochs: int = 300, patience: int = 40,
+                  lr: float = 3e-3, batch_size: int = 16, filters: int = 8, dim: int = 32,
+                  normalize: str = "stored", overwrite: bool = False, progress: bool = True) -> dict:
+    """Load data, train an MSA-CNN on its labels, evaluate on the test split, save a checkpoint; return a summary."""
+    from .checkpoint import Checkpoint, save_checkpoint
+    from .data import load_spec
+    from .models import MSACNN, MSACNNConfig, count_parameters
+
+    ds = load_spec(spec)
+    if ds.labels is None:
+        raise UserError(f"{ds.name}: no labels to train on (give --label-column for your files)")
+    split_method, test_groups = resolve_split(ds, split_method, test_groups)
+    spec = {**spec, "split": split_method, "test_groups": test_groups, "seed": seed, "val": val, "test": test}
+    tr, va, te = split_from_spec(ds, spec)
+    present = np.unique(tr.labels)
+    if len(present) < 2:
+        raise UserError(f"{ds.name}: the training split has {len(present)} class(es); classification needs two or more")
+    pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length)
+    x = {k: pre.normalize_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
+
+    torch.manual_seed(seed)
+    try:
+        cfg = MSACNNConfig(ds.n_channels, len(ds.class_names), ds.length, filters=filters, dim=dim)
+    except ValueError as e:
+        raise UserError(f"cannot build the model: {e}") from None
+    model = MSACNN(cfg)
+    settings = TrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, seed=seed)
+    history = train_classifier(model, x["train"], tr.labels, x["val"], va.labels, settings, progress=progress)
+    test_metrics = classification_metrics(te.labels, predict_logits(model, x["test"]))
+    metrics = {**history, "test_accuracy": test_metrics["accuracy"], "test_macro_f1": test_metrics["macro_f1"]}
+    save_checkpoint(out, Checkpoint(model, pre, ds.class_names, spec, metrics), overwrite=overwrite)
+    return {"dataset": ds.name, "windows": {"train": len(tr), "val": len(va), "test": len(te)},
+            "parameters": count_parameters(model), "model": cfg.to_dict(), "metrics": metrics,
+            "checkpoint": str(out)}
