@@ -14,8 +14,9 @@ from typing import Callable
 import numpy as np
 
 from edgekit_runtime.errors import UserError
+from edgekit_runtime.preprocess import window_labels
 
-from .windows import WindowSet, cut_windows, window_labels
+from .windows import WindowSet, cut_windows
 
 
 def _aeon():

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from edgekit_runtime.errors import UserError
+from edgekit_runtime.preprocess import window_labels
 
-from .windows import WindowSet, cut_windows, window_labels
+from .windows import WindowSet, cut_windows
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 

@@ -89,13 +89,6 @@ class WindowSet:
         }
 
 
-def window_labels(sample_labels: np.ndarray, window: int, stride: int) -> np.ndarray:
-    """Label each window with the most frequent label among its samples (ties go to the lower class index)."""
-    one_hot = np.eye(int(sample_labels.max()) + 1, dtype=np.float32)[sample_labels]
-    counts = sliding_windows(one_hot, window, stride).sum(axis=2)  # [N, K]
-    return counts.argmax(axis=1).astype(np.int64)
-
-
 def cut_windows(samples: np.ndarray, window: int, stride: int, what: str) -> np.ndarray:
     """`[S, C]` -> `[N, C, window]`, with a clear error when the recording is shorter than one window."""
     if window < 1 or stride < 1:

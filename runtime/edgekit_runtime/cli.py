@@ -64,7 +64,9 @@ def main():
 @click.option("--batch", default=32, show_default=True, help="Windows per model call.")
 @click.option("--threads", default=1, show_default=True, help="Inference threads.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad row instead of skipping it.")
-def run(model_dir, input_path, out, stride, batch, threads, strict):
+@click.option("--label-column", help="A column of true labels: each record gets the window's majority label and "
+                                     "the summary on stderr reports accuracy.")
+def run(model_dir, input_path, out, stride, batch, threads, strict, label_column):
     """Classify every window of INPUT (a CSV file or a directory of them) with the model in MODEL_DIR.
 
     INPUT has a header row naming the columns: the model's channel columns (any order, extra columns ignored)
@@ -75,7 +77,7 @@ def run(model_dir, input_path, out, stride, batch, threads, strict):
     from .runner import Runner
 
     runner = Runner(model_dir, threads=threads, stride=stride, batch=batch)
-    runner.run_path(input_path, out=out, strict=strict)
+    runner.run_path(input_path, out=out, strict=strict, label_column=label_column)
 
 
 @main.command()

@@ -63,6 +63,16 @@ def sliding_windows(samples, window, stride):
     return out
 
 
+def window_labels(sample_labels: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """Label each window with the most frequent label among its samples (ties go to the lower index).
+
+    Labels are class indices; -1 marks a label outside the class set and counts like any other label."""
+    k = int(sample_labels.max()) + 2 if len(sample_labels) else 1
+    one_hot = np.eye(k, dtype=np.float32)[sample_labels + 1]  # column 0 counts unknown labels
+    counts = sliding_windows(np.ascontiguousarray(one_hot), window, stride).sum(axis=2)
+    return (counts.argmax(axis=1) - 1).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """What `preprocess.json` says about turning raw samples into model input."""

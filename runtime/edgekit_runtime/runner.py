@@ -26,8 +26,11 @@ class Runner:
         if self.stride < 1 or batch < 1:
             raise UserError("--stride and --batch must be positive")
         self.batch = batch
+        # Warm up once (numba kernel load, onnxruntime's first run) so the first window's latency is honest.
+        self.model.logits(self.pre.normalize_windows(np.zeros((1, len(self.pre.channels), self.pre.window), np.float32)))
 
-    def predict(self, ends: np.ndarray, windows: np.ndarray, source: str) -> Iterator[dict]:
+    def predict(self, ends: np.ndarray, windows: np.ndarray, source: str,
+                labels: np.ndarray | None = None) -> Iterator[dict]:
         """Preprocess and classify raw `[N, C, T]` windows; yield one record per window."""
         classes = self.model_dir.classes
         for i in range(0, len(windows), self.batch):
@@ -35,36 +38,42 @@ class Runner:
             x = self.pre.normalize_windows(windows[i : i + self.batch])
             probs = self.model.predict_proba(x)
             latency_ms = (time.perf_counter() - t0) * 1e3 / len(x)
-            for end, p in zip(ends[i : i + self.batch], probs):
-                k = int(np.argmax(p))
-                yield {
+            for j, (end, p) in enumerate(zip(ends[i : i + self.batch], probs)):
+                rec = {
                     "source": source,
                     "window_end": float(end),
-                    "class": classes[k],
+                    "class": classes[int(np.argmax(p))],
                     "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
                     "latency_ms": round(latency_ms, 4),
                 }
+                if labels is not None:
+                    k = labels[i + j]
+                    rec["label"] = classes[k] if k >= 0 else None
+                yield rec
 
-    def run_stream(self, f: TextIO, source: str, strict: bool = False) -> Iterator[dict]:
+    def run_stream(self, f: TextIO, source: str, strict: bool = False,
+                   label_column: str | None = None) -> Iterator[dict]:
         pre = self.pre
         windower = Windower(pre.window, self.stride, len(pre.channels))
         stats = ReadStats()
         chunks = read_csv_chunks(
-            f, source, pre.channels, pre.sampling_rate, strict=strict, stats=stats,
-            on_bad=lambda msg: print(f"edgekit: warning: {msg}", file=sys.stderr),
+            f, source, pre.channels, pre.sampling_rate, label_column=label_column, classes=self.model_dir.classes,
+            strict=strict, stats=stats, on_bad=lambda msg: print(f"edgekit: warning: {msg}", file=sys.stderr),
         )
-        n_windows = 0
+        n_windows = n_correct = 0
         for chunk in chunks:
-            if chunk.new_segment:
-                windower.reset()
-            ends, windows = windower.push(chunk.times, chunk.values)
-            for rec in self.predict(ends, windows, source):
+            ends, windows, labels = windower.push(chunk)
+            for rec in self.predict(ends, windows, source, labels):
                 n_windows += 1
+                n_correct += rec.get("label") == rec["class"]
                 yield rec
-        print(f"edgekit: {source}: {stats.rows} rows, {stats.bad_rows} bad rows skipped, {n_windows} windows",
-              file=sys.stderr)
+        summary = f"{stats.rows} rows, {stats.bad_rows} bad rows skipped, {n_windows} windows"
+        if label_column is not None and n_windows:
+            summary += f", accuracy {n_correct / n_windows:.4f} against column {label_column!r}"
+        print(f"edgekit: {source}: {summary}", file=sys.stderr)
 
-    def run_path(self, input_path: str, out: str | None = None, strict: bool = False) -> None:
+    def run_path(self, input_path: str, out: str | None = None, strict: bool = False,
+                 label_column: str | None = None) -> None:
         path = Path(input_path)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv")
@@ -75,17 +84,17 @@ class Runner:
         else:
             raise UserError(f"{path}: no such file or directory")
         if out is None:
-            self._run_files(files, sys.stdout, strict)
+            self._run_files(files, sys.stdout, strict, label_column)
             return
         with atomic_write(out) as sink:
-            self._run_files(files, sink, strict)
+            self._run_files(files, sink, strict, label_column)
 
-    def _run_files(self, files: list[Path], sink: TextIO, strict: bool) -> None:
+    def _run_files(self, files: list[Path], sink: TextIO, strict: bool, label_column: str | None) -> None:
         for p in files:
             try:
                 f = open(p, newline="")
             except OSError as e:
                 raise UserError(f"{p}: cannot open ({e.strerror})") from None
             with f:
-                for rec in self.run_stream(f, str(p), strict=strict):
+                for rec in self.run_stream(f, str(p), strict=strict, label_column=label_column):
                     sink.write(json.dumps(rec) + "\n")

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, TextIO
 import numpy as np
 
 from .errors import UserError
-from .preprocess import sliding_windows
+from .preprocess import sliding_windows, window_labels
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Chunk:
     times: np.ndarray  # [S] seconds
     values: np.ndarray  # [S, C] float32
     new_segment: bool
+    labels: np.ndarray | None = None  # [S] class indices (-1: not a known class), when a label column is read
 
 
 @dataclass
@@ -53,12 +54,16 @@ def read_csv_chunks(
     channels: tuple[str, ...],
     sampling_rate: float,
     time_column: str | None = "time",
+    label_column: str | None = None,
+    classes: tuple[str, ...] = (),
     chunk_rows: int = 4096,
     strict: bool = False,
     stats: ReadStats | None = None,
     on_bad: Callable[[str], None] | None = None,
 ) -> Iterator[Chunk]:
-    """Yield chunks of good samples from CSV text with a header row naming the columns."""
+    """Yield chunks of good samples from CSV text with a header row naming the columns.
+
+    With `label_column`, each sample's label is read too, as an index into `classes` (-1 when not in it)."""
     stats = stats if stats is not None else ReadStats()
     reader = csv.reader(f)
     header = next(reader, None)
@@ -70,19 +75,25 @@ def read_csv_chunks(
         raise UserError(f"{name}: missing channel column(s) {', '.join(missing)}; the model needs {', '.join(channels)}")
     cols = [header.index(c) for c in channels]
     tcol = header.index(time_column) if time_column in header else None
+    if label_column is not None and label_column not in header:
+        raise UserError(f"{name}: no label column {label_column!r}")
+    lcol = header.index(label_column) if label_column is not None else None
+    class_index = {c: k for k, c in enumerate(classes)}
 
     times: list[float] = []
     rows: list[list[float]] = []
+    labels: list[int] = []
     new_segment = False
     last_t = -math.inf
     n = 0
 
     def flush(next_new_segment: bool) -> Iterator[Chunk]:
-        nonlocal times, rows, new_segment
+        nonlocal times, rows, labels, new_segment
         if rows:
-            yield Chunk(np.asarray(times, np.float64), np.asarray(rows, np.float32), new_segment)
+            yield Chunk(np.asarray(times, np.float64), np.asarray(rows, np.float32), new_segment,
+                        np.asarray(labels, np.int64) if lcol is not None else None)
             new_segment = False
-        times, rows = [], []
+        times, rows, labels = [], [], []
         new_segment = new_segment or next_new_segment
 
     for lineno, record in enumerate(reader, start=2):
@@ -116,6 +127,8 @@ def read_csv_chunks(
         n += 1
         times.append(t)
         rows.append(vals)
+        if lcol is not None:
+            labels.append(class_index.get(record[lcol].strip(), -1))
         if len(rows) >= chunk_rows:
             yield from flush(False)
     yield from flush(False)
@@ -131,14 +144,25 @@ class Windower:
     def reset(self) -> None:
         self._values = np.empty((0, self.n_channels), np.float32)
         self._times = np.empty(0, np.float64)
+        self._labels = np.empty(0, np.int64)
 
-    def push(self, times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Add samples; return (window end times [N], windows [N, C, window]) completed by them."""
-        v = np.concatenate([self._values, values]) if len(self._values) else values
-        t = np.concatenate([self._times, times]) if len(self._times) else times
+    def push(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Add a chunk's samples; return the windows they complete: (end times [N], windows [N, C, window],
+        majority labels [N] or None)."""
+        if chunk.new_segment:
+            self.reset()
+        v = np.concatenate([self._values, chunk.values])
+        t = np.concatenate([self._times, chunk.times])
+        lab = np.concatenate([self._labels, chunk.labels]) if chunk.labels is not None else None
         windows = sliding_windows(np.ascontiguousarray(v), self.window, self.stride)
         n = len(windows)
         ends = t[np.arange(n) * self.stride + self.window - 1]
-        keep = n * self.stride if n else 0
+        wlabels = None
+        if lab is not None:
+            wlabels = window_labels(lab[: (n - 1) * self.stride + self.window], self.window, self.stride) if n \
+                else np.empty(0, np.int64)
+        keep = n * self.stride
         self._values, self._times = v[keep:], t[keep:]
-        return ends, windows
+        if lab is not None:
+            self._labels = lab[keep:]
+        return ends, windows, wlabels

@@ -1,0 +1,21 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EDGEKIT = str(Path(sys.executable).parent / "edgekit")
+
+
+@pytest.fixture(scope="session")
+def basic_motions_run(tmp_path_factory):
+    """BasicMotions trained once (canonical split), exported to ONNX, and its test split written as CSV."""
+    from edgekit.cli import _data_spec
+    from edgekit.export import export_checkpoint
+    from edgekit.train import train_student
+
+    root = tmp_path_factory.mktemp("basic_motions")
+    spec = _data_spec("BasicMotions", None, None, None, None, None, None)
+    summary = train_student(spec, str(root / "checkpoint"), seed=0, progress=False)
+    manifest = export_checkpoint(str(root / "checkpoint"), str(root / "model"))
+    return {"root": root, "summary": summary, "manifest": manifest}
