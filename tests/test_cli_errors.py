@@ -1,0 +1,67 @@
+"""Bad input: a clear one-line error and a non-zero exit, never a traceback and never a half-written file."""
+
+import subprocess
+
+import pytest
+
+from conftest import EDGEKIT
+
+
+def edgekit(*args, cwd=None):
+    return subprocess.run([EDGEKIT, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(r, *fragments):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("edgekit: error:")]
+    assert len(errors) == 1, r.stderr
+    for f in fragments:
+        assert f in errors[0]
+
+
+def test_unknown_dataset():
+    assert_one_line_error(edgekit("data", "show", "NoSuchSet"), "unknown dataset 'NoSuchSet'")
+
+
+def test_train_on_a_malformed_csv_writes_no_checkpoint(tmp_path):
+    p = tmp_path / "rec.csv"
+    p.write_text("time,a,label\n0,1,x\n1,zz,x\n2,3,y\n")
+    out = tmp_path / "ckpt"
+    r = edgekit("train", p, "--window", "2", "--label-column", "label", "--out", out)
+    assert_one_line_error(r, str(p), "line 3", "column 'a'", "non-numeric")
+    assert not out.exists()
+
+
+def test_train_without_labels():
+    r = edgekit("train", "Daphnet")
+    assert_one_line_error(r, "training split has 1 class")
+
+
+def test_export_of_a_missing_checkpoint(tmp_path):
+    assert_one_line_error(edgekit("export", tmp_path / "nope"), "not a checkpoint directory")
+
+
+def test_export_of_a_corrupt_checkpoint(tmp_path):
+    (tmp_path / "checkpoint.json").write_text("{not json")
+    assert_one_line_error(edgekit("export", tmp_path), "not valid JSON")
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "info"])
+def test_board_commands_on_a_directory_that_is_not_a_model(tmp_path, command):
+    args = [command, tmp_path] + (["x.csv"] if command == "run" else [])
+    assert_one_line_error(edgekit(*args), "manifest.json: file not found")
+
+
+def test_run_on_input_missing_a_channel(basic_motions_run, tmp_path):
+    p = tmp_path / "in.csv"
+    p.write_text("time,acc_x\n0,1\n")
+    out = tmp_path / "out.jsonl"
+    r = edgekit("run", basic_motions_run["root"] / "model", p, "--out", out)
+    assert_one_line_error(r, "missing channel column(s) acc_y")
+    assert not out.exists() and list(tmp_path.iterdir()) == [p]
+
+
+def test_existing_output_is_not_overwritten_silently(basic_motions_run):
+    r = edgekit("export", basic_motions_run["root"] / "checkpoint", "--out", basic_motions_run["root"] / "model")
+    assert_one_line_error(r, "already exists")
