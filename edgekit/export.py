@@ -29,7 +29,7 @@ def export_checkpoint(checkpoint: str, out: str, atol: float = 1e-4, overwrite: 
     ckpt = load_checkpoint(checkpoint)
     ds = load_spec(ckpt.data)
     _, _, test = split_from_spec(ds, ckpt.data)
-    windows = ckpt.preprocessing.normalize_windows(test.values)
+    windows = ckpt.preprocessing.prepare_windows(test.values)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         verification = export_onnx(ckpt.model, tmp / MODEL_FILE, windows, test.labels, Tolerance(max_abs_diff=atol))
         preprocess = {**ckpt.preprocessing.to_json(), "classes": list(ckpt.classes)}

@@ -134,7 +134,7 @@ def train_student(spec: dict, out: str, split_method: str | None = None, test_gr
     if len(present) < 2:
         raise UserError(f"{ds.name}: the training split has {len(present)} class(es); classification needs two or more")
     pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length)
-    x = {k: pre.normalize_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
+    x = {k: pre.prepare_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
 
     torch.manual_seed(seed)
     try:

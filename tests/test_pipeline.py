@@ -14,6 +14,7 @@ from edgekit.models import MSACNN, MSACNNConfig, count_parameters
 from edgekit_exporters import ExportMismatch, export_onnx
 from edgekit_runtime.cli import main
 from edgekit_runtime.runner import Runner
+from edgekit_runtime.stream import process_recording
 
 
 def test_default_student_is_near_ten_thousand_parameters():
@@ -50,9 +51,12 @@ def test_runtime_prediction_equals_torch(basic_motions_run):
     ds = load_dataset("BasicMotions")
     test = ds.subset(np.flatnonzero(ds.groups == "test"))
     runner = Runner(root / "model", batch=7)  # a batch that does not divide 40
-    records = list(runner.predict(np.arange(len(test)), test.values, "mem"))
+    # The board's streaming path on the test windows laid end to end cuts and prepares the same windows.
+    samples = test.values.transpose(0, 2, 1).reshape(-1, test.values.shape[1])
+    ends, windows, _ = process_recording(runner.pre, np.arange(len(samples)) / runner.pre.sampling_rate, samples)
+    records = list(runner.predict(ends, windows, "mem"))
     with torch.no_grad():
-        ref = torch.softmax(ckpt.model(torch.from_numpy(ckpt.preprocessing.normalize_windows(test.values))), -1)
+        ref = torch.softmax(ckpt.model(torch.from_numpy(ckpt.preprocessing.prepare_windows(test.values))), -1)
     got = np.array([[r["probabilities"][c] for c in ckpt.classes] for r in records])
     np.testing.assert_allclose(got, ref.numpy(), atol=1e-5)
     assert [r["class"] for r in records] == [ckpt.classes[k] for k in ref.argmax(-1)]

@@ -7,7 +7,8 @@ import pytest
 
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.preprocess import Preprocessing, sliding_windows, window_labels
-from edgekit_runtime.stream import Chunk, Windower, read_csv_chunks
+from edgekit_runtime.readers import read_chunks
+from edgekit_runtime.stream import Chunk, Windower
 
 
 def test_stored_normalisation_matches_numpy():
@@ -16,12 +17,12 @@ def test_stored_normalisation_matches_numpy():
     mean, std = (1.0, -2.0, 0.5), (2.0, 0.5, 4.0)
     pre = Preprocessing(("a", "b", "c"), 10.0, 40, 40, "stored", mean, std)
     expected = (x - np.array(mean)[None, :, None]) / (np.array(std)[None, :, None] + 1e-8)
-    np.testing.assert_allclose(pre.normalize_windows(x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pre.transform_windows(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_window_normalisation_gives_zero_mean_unit_std():
     x = np.random.default_rng(1).normal(5, 3, (4, 2, 64)).astype(np.float32)
-    y = Preprocessing(("a", "b"), 1.0, 64, 64, "window").normalize_windows(x)
+    y = Preprocessing(("a", "b"), 1.0, 64, 64, "window").transform_windows(x)
     np.testing.assert_allclose(y.mean(axis=2), 0, atol=1e-5)
     np.testing.assert_allclose(y.std(axis=2), 1, atol=1e-4)
 
@@ -29,7 +30,7 @@ def test_window_normalisation_gives_zero_mean_unit_std():
 def test_wrong_channel_count_and_bad_settings_are_user_errors():
     pre = Preprocessing(("a", "b"), 1.0, 8, 8, "window")
     with pytest.raises(UserError, match=r"\[N, 2, T\]"):
-        pre.normalize_windows(np.zeros((1, 3, 8), np.float32))
+        pre.transform_windows(np.zeros((1, 3, 8), np.float32))
     with pytest.raises(UserError, match="mean and std"):
         Preprocessing(("a",), 1.0, 8, 8, "stored")
     with pytest.raises(UserError, match="unknown normalize mode"):
@@ -72,14 +73,14 @@ def test_streaming_windows_equal_batch_windows_for_random_chunkings(seed):
 def test_csv_reader_skips_bad_rows_and_never_windows_across_them():
     text = "time,a\n" + "".join(f"{i},{i}\n" for i in range(6)) + "6,oops\n" + "".join(f"{i},{i}\n" for i in range(7, 13))
     bad = []
-    chunks = list(read_csv_chunks(io.StringIO(text), "mem", ("a",), 1.0, on_bad=bad.append))
+    chunks = list(read_chunks(io.StringIO(text), "mem", ("a",), 1.0, fmt="csv", on_bad=bad.append))
     assert bad == ["mem:8: bad row: non-numeric value"]
     wd = Windower(4, 4, 1)
     windows = np.concatenate([wd.push(ch)[1] for ch in chunks])
     # rows 0-5 give one window (0-3); rows 7-12 give one window (7-10); none mixes the two segments
     np.testing.assert_array_equal(windows[:, 0], [[0, 1, 2, 3], [7, 8, 9, 10]])
     with pytest.raises(UserError, match="mem:8: bad row"):
-        list(read_csv_chunks(io.StringIO(text), "mem", ("a",), 1.0, strict=True))
+        list(read_chunks(io.StringIO(text), "mem", ("a",), 1.0, fmt="csv", strict=True))
 
 
 @pytest.mark.parametrize("row, reason", [
@@ -89,10 +90,10 @@ def test_csv_reader_skips_bad_rows_and_never_windows_across_them():
 ])
 def test_csv_reader_reports_each_kind_of_bad_row(row, reason):
     bad = []
-    list(read_csv_chunks(io.StringIO(f"time,a\n0,1\n{row}\n"), "mem", ("a",), 1.0, on_bad=bad.append))
+    list(read_chunks(io.StringIO(f"time,a\n0,1\n{row}\n"), "mem", ("a",), 1.0, fmt="csv", on_bad=bad.append))
     assert len(bad) == 1 and bad[0].startswith("mem:3: bad row: " + reason)
 
 
 def test_csv_reader_needs_the_model_channels():
     with pytest.raises(UserError, match="missing channel column"):
-        list(read_csv_chunks(io.StringIO("time,x\n0,1\n"), "mem", ("a",), 1.0))
+        list(read_chunks(io.StringIO("time,x\n0,1\n"), "mem", ("a",), 1.0, fmt="csv"))

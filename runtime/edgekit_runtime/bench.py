@@ -9,8 +9,8 @@ import time
 import numpy as np
 
 from . import __version__
-from .engine import OnnxModel
-from .model_dir import load_model_dir
+from .engine import choose_models, open_model
+from .model_dir import load_bundle
 
 BATCH_SIZES = (1, 8, 32, 128)
 
@@ -53,22 +53,22 @@ def _hardware() -> dict:
 def run_bench(model_dir, n_windows: int = 500, threads: int = 1, seed: int = 0) -> dict:
     """Time preprocessing and inference on random windows shaped like the model's input (values do not change
     the work a CNN does, so random inputs measure what real ones would)."""
-    md = load_model_dir(model_dir)
+    md = load_bundle(model_dir)
     pre = md.preprocessing
-    model = OnnxModel(md.model_file, threads=threads)
+    model = open_model(choose_models(md)[0], threads=threads)
     rng = np.random.default_rng(seed)
     one = rng.standard_normal((1, len(pre.channels), pre.window)).astype(np.float32)
-    x = pre.normalize_windows(one)  # also compiles/loads the numba kernel before timing
+    x = pre.transform_windows(one)  # also compiles/loads the numba kernel before timing
     for _ in range(20):
         model.logits(x)
 
-    pre_s = _timed(lambda: pre.normalize_windows(one), n_windows)
+    pre_s = _timed(lambda: pre.transform_windows(one), n_windows)
     inf_s = _timed(lambda: model.logits(x), n_windows)
-    e2e_s = _timed(lambda: model.predict_proba(pre.normalize_windows(one)), n_windows)
+    e2e_s = _timed(lambda: model.predict_proba(pre.transform_windows(one)), n_windows)
 
     throughput = {}
     for b in BATCH_SIZES:
-        xb = pre.normalize_windows(np.repeat(one, b, axis=0))
+        xb = pre.transform_windows(np.repeat(one, b, axis=0))
         reps = max(5, n_windows // b)
         model.logits(xb)
         throughput[str(b)] = round(b / float(np.median(_timed(lambda: model.logits(xb), reps))), 1)

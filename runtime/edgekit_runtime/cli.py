@@ -56,28 +56,69 @@ def main():
     """
 
 
+BUNDLE = click.argument("bundle", type=click.Path())
+
+
+def backend_options(f):
+    """Which of a bundle's models runs, and with how many threads."""
+    from .engine import BACKENDS, PRECISIONS
+
+    f = click.option("--threads", default=1, show_default=True, help="Inference threads.")(f)
+    f = click.option("--precision", type=click.Choice(PRECISIONS),
+                     help="Run the bundle's model of this precision [default: the first one that runs here].")(f)
+    f = click.option("--backend", type=click.Choice(sorted(set(BACKENDS.values()))),
+                     help="Inference backend [default: chosen from the bundle and what is installed].")(f)
+    return f
+
+
 @main.command()
-@click.argument("model_dir", type=click.Path(file_okay=False))
-@click.argument("input_path", metavar="INPUT", type=click.Path())
+@BUNDLE
+@click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True))
 @click.option("--out", type=click.Path(dir_okay=False), help="Write JSON lines here instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]),
+              help="Input format [default: from the file suffix, else detected from the first line].")
+@click.option("--follow", is_flag=True, help="Keep reading INPUT as it grows (like tail -f).")
+@click.option("--idle-timeout", type=float, help="With --follow: stop after this many seconds without new data.")
+@click.option("--only-changes", is_flag=True, help="Write a record only when the predicted class changes.")
 @click.option("--stride", type=int, help="Samples between window starts (default: the model's stride).")
 @click.option("--batch", default=32, show_default=True, help="Windows per model call.")
-@click.option("--threads", default=1, show_default=True, help="Inference threads.")
+@backend_options
 @click.option("--strict", is_flag=True, help="Stop at the first bad row instead of skipping it.")
 @click.option("--label-column", help="A column of true labels: each record gets the window's majority label and "
                                      "the summary on stderr reports accuracy.")
-def run(model_dir, input_path, out, stride, batch, threads, strict, label_column):
-    """Classify every window of INPUT (a CSV file or a directory of them) with the model in MODEL_DIR.
+def run(bundle, input_path, out, fmt, follow, idle_timeout, only_changes, stride, batch, backend, precision, threads,
+        strict, label_column):
+    """Classify every window of INPUT with the model in BUNDLE (a directory or .tar.gz).
 
-    INPUT has a header row naming the columns: the model's channel columns (any order, extra columns ignored)
-    and optionally a `time` column (seconds or ISO-8601). Writes one JSON line per window:
+    INPUT is a CSV or JSON-lines file, a directory of them, or - for stdin. CSV has a header row naming the
+    columns: the model's channel columns (any order, extra columns ignored) and optionally a `time` column
+    (seconds or ISO-8601); JSON lines are objects with the same keys. Writes one JSON line per window:
     {"source", "window_end", "class", "probabilities", "latency_ms"}. Bad rows are reported on stderr with their
     line number and skipped; a window never spans a bad row.
     """
     from .runner import Runner
 
-    runner = Runner(model_dir, threads=threads, stride=stride, batch=batch)
-    runner.run_path(input_path, out=out, strict=strict, label_column=label_column)
+    runner = Runner(bundle, threads=threads, stride=stride, batch=batch, backend=backend, precision=precision)
+    runner.run_path(input_path, out=out, fmt=fmt, follow=follow, idle_timeout=idle_timeout, strict=strict,
+                    label_column=label_column, only_changes=only_changes)
+
+
+@main.command()
+@BUNDLE
+def verify(bundle):
+    """Check BUNDLE without running it: every file against its sha256, known model formats, readable
+    preprocessing and evaluation windows, and (for a .tar.gz) a safe archive."""
+    from .model_dir import load_bundle
+
+    b = load_bundle(bundle)
+    evals = b.eval_set()
+    for name in b.manifest["files"]:
+        click.echo(f"ok  {name}")
+    for m in b.models:
+        click.echo(f"model  {m.name}: {m.format} {m.precision}")
+    if evals is not None:
+        click.echo(f"eval   {len(evals[1])} windows")
+    click.echo(f"{bundle}: verified ({len(b.manifest['files'])} files)")
 
 
 @main.command()
@@ -98,13 +139,13 @@ def bench(model_dir, n_windows, threads, json_out):
 
 
 @main.command()
-@click.argument("model_dir", type=click.Path(file_okay=False))
+@BUNDLE
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def info(model_dir, as_json):
-    """Show what a model directory holds: model inputs/outputs, preprocessing, classes, verification metrics."""
+def info(bundle, as_json):
+    """Show what a bundle holds: models with their inputs/outputs, preprocessing, classes, verification metrics."""
     from .describe import describe, format_description
 
-    d = describe(model_dir)
+    d = describe(bundle)
     click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
 
 

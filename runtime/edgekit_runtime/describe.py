@@ -1,39 +1,57 @@
-"""`edgekit info`: what a model directory holds, read without running it."""
+"""`edgekit info`: what a bundle holds, read without running it."""
 
 from __future__ import annotations
 
-from .engine import OnnxModel
-from .model_dir import load_model_dir
+from .engine import BACKENDS, installed_backends, open_model
+from .model_dir import load_bundle
 
 
-def describe(model_dir) -> dict:
-    md = load_model_dir(model_dir)
-    model = OnnxModel(md.model_file)
-    io = lambda args: [{"name": a.name, "shape": a.shape, "type": a.type} for a in args]  # noqa: E731
+def describe(bundle) -> dict:
+    b = load_bundle(bundle)
+    installed = installed_backends()
+    models = []
+    for m in b.models:
+        entry = {"file": m.name, "format": m.format, "precision": m.precision, "bytes": m.path.stat().st_size,
+                 "backend": BACKENDS[m.format], "verification": m.verification}
+        if BACKENDS[m.format] in installed:
+            entry.update(open_model(m).io())
+        models.append(entry)
     return {
-        "model_dir": str(md.path),
-        "model_file": md.model_file.name,
-        "model_bytes": md.model_file.stat().st_size,
-        "inputs": io(model.session.get_inputs()),
-        "outputs": io(model.session.get_outputs()),
-        "classes": list(md.classes),
-        "preprocessing": md.preprocessing.to_json(),
-        "model": md.manifest.get("model", {}),
-        "verification": md.manifest.get("verification", {}),
+        "bundle": str(b.path),
+        "models": models,
+        "classes": list(b.classes),
+        "preprocessing": b.preprocessing.to_json(),
+        "model": b.manifest.get("model", {}),
+        "eval_windows": (b.manifest.get("eval") or {}).get("windows"),
+        "versions": b.manifest.get("versions", {}),
     }
 
 
 def format_description(d: dict) -> str:
     pre = d["preprocessing"]
-    rows = [
-        ("model", f"{d['model_file']} ({d['model_bytes'] / 1024:.1f} KiB)"),
-        *[("input", f"{a['name']} {a['shape']} {a['type']}") for a in d["inputs"]],
-        *[("output", f"{a['name']} {a['shape']} {a['type']}") for a in d["outputs"]],
+    rows = []
+    for m in d["models"]:
+        rows.append(("model", f"{m['file']} ({m['bytes'] / 1024:.1f} KiB, {m['format']} {m['precision']}, "
+                              f"runs on {m['backend']})"))
+        rows += [("  input", f"{a['name']} {a['shape']} {a['type']}") for a in m.get("inputs", [])]
+        rows += [("  output", f"{a['name']} {a['shape']} {a['type']}") for a in m.get("outputs", [])]
+        rows += [(f"  verify {k.replace('_', ' ')}", v) for k, v in m["verification"].items()]
+    steps = []
+    if "resample" in pre:
+        steps.append(f"resample (max gap {pre['resample']['max_gap_s']:g} s)")
+    if "filter" in pre:
+        f = pre["filter"]
+        steps.append(f"{f['kind'] or 'IIR'} filter {'-'.join(f'{c:g}' for c in f['cutoff_hz'])} Hz, order {f['order']}")
+    if pre.get("detrend", "none") != "none":
+        steps.append(f"detrend {pre['detrend']}")
+    steps.append(f"normalize {pre['normalize']}")
+    rows += [
         ("classes", ", ".join(d["classes"])),
         ("channels", ", ".join(pre["channels"])),
-        ("window", f"{pre['window']} samples at {pre['sampling_rate']:g} Hz, stride {pre['stride']}, "
-                   f"normalize {pre['normalize']}"),
+        ("window", f"{pre['window']} samples at {pre['sampling_rate']:g} Hz, stride {pre['stride']}"),
+        ("preprocessing", ", ".join(steps)),
         *[(k.replace("_", " "), v) for k, v in d["model"].items() if k not in ("file", "bytes")],
-        *[(f"verify {k.replace('_', ' ')}", v) for k, v in d["verification"].items()],
     ]
+    if d["eval_windows"]:
+        rows.append(("eval windows", d["eval_windows"]))
     return "\n".join(f"{k:<24}{v}" for k, v in rows)

@@ -1,12 +1,22 @@
-"""Inference backends. One session per model, created once and reused for every window."""
+"""Inference backends: onnxruntime for .onnx files, LiteRT (ai-edge-litert, or tflite-runtime as a fallback)
+for .tflite files. Each takes `[N, C, T]` float32 windows and returns logits `[N, K]`; one session per model,
+created once and reused for every call.
+
+Which model of a bundle runs is chosen from what the bundle holds and what is installed, in the manifest's
+order of preference, unless `backend`/`precision` say otherwise.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
+
+BACKENDS = {"onnx": "onnxruntime", "tflite": "litert"}  # model format -> backend that runs it
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -15,8 +25,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-class OnnxModel:
-    """An ONNX model run by onnxruntime on the CPU; input `[N, C, T]` float32, output logits `[N, K]`."""
+class Model:
+    backend = ""
+
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_proba(self, windows: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(windows).astype(np.float64))
+
+
+class OnnxModel(Model):
+    """An ONNX model run by onnxruntime on the CPU."""
+
+    backend = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int = 1):
         import onnxruntime as ort
@@ -37,5 +59,118 @@ class OnnxModel:
     def logits(self, windows: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: windows})[0]
 
-    def predict_proba(self, windows: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(windows).astype(np.float64))
+    def io(self) -> dict:
+        desc = lambda args: [{"name": a.name, "shape": a.shape, "type": a.type} for a in args]  # noqa: E731
+        return {"inputs": desc(self.session.get_inputs()), "outputs": desc(self.session.get_outputs())}
+
+
+def _litert_interpreter():
+    """The TFLite interpreter class: ai-edge-litert, else tflite-runtime; None when neither is installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            return None
+    return Interpreter
+
+
+class LiteRTModel(Model):
+    """A .tflite model run by the LiteRT interpreter. The batch dimension is resized on demand; inputs laid out
+    `[N, C, 1, T]` or channels-last `[N, T, C]` / `[N, 1, T, C]` are fed by reshaping or transposing the
+    `[N, C, T]` windows; int8/uint8 inputs and outputs are (de)quantised with the model's own scale and zero
+    point."""
+
+    backend = "litert"
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        Interpreter = _litert_interpreter()
+        if Interpreter is None:
+            raise UserError("running .tflite models needs ai-edge-litert (pip install 'edgekit-runtime[litert]')")
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except Exception as e:  # the interpreter raises ValueError/RuntimeError for unreadable models
+            raise UserError(f"{path}: LiteRT cannot load this model ({str(e).splitlines()[0]})") from None
+        self.path = path
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+        self._batch = int(self._in["shape"][0])
+
+    def _layout(self, windows: np.ndarray) -> np.ndarray:
+        n, c, t = windows.shape
+        shape = tuple(int(d) for d in self._in["shape"][1:])
+        if shape == (c, t):
+            return windows
+        if shape == (c, 1, t):
+            return windows.reshape(n, c, 1, t)
+        if shape == (t, c):
+            return np.ascontiguousarray(windows.transpose(0, 2, 1))
+        if shape == (1, t, c):
+            return np.ascontiguousarray(windows.transpose(0, 2, 1)).reshape(n, 1, t, c)
+        raise UserError(f"{self.path}: model input {list(self._in['shape'])} does not fit windows [N, {c}, {t}]")
+
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        x = self._layout(windows)
+        if len(x) != self._batch:
+            self.interpreter.resize_tensor_input(self._in["index"], [len(x), *x.shape[1:]])
+            self.interpreter.allocate_tensors()
+            self._in = self.interpreter.get_input_details()[0]
+            self._out = self.interpreter.get_output_details()[0]
+            self._batch = len(x)
+        dtype = self._in["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            scale, zero = self._in["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        else:
+            x = x.astype(dtype, copy=False)
+        self.interpreter.set_tensor(self._in["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self._out["index"])
+        if np.issubdtype(y.dtype, np.integer):
+            scale, zero = self._out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y.reshape(len(windows), -1)
+
+    def io(self) -> dict:
+        desc = lambda ds: [{"name": d["name"], "shape": [int(v) for v in d["shape"]],  # noqa: E731
+                            "type": np.dtype(d["dtype"]).name} for d in ds]
+        return {"inputs": desc(self.interpreter.get_input_details()),
+                "outputs": desc(self.interpreter.get_output_details())}
+
+
+LOADERS = {"onnxruntime": OnnxModel, "litert": LiteRTModel}
+
+
+def installed_backends() -> list[str]:
+    found = []
+    if importlib.util.find_spec("onnxruntime") is not None:
+        found.append("onnxruntime")
+    if importlib.util.find_spec("ai_edge_litert") is not None or importlib.util.find_spec("tflite_runtime") is not None:
+        found.append("litert")
+    return found
+
+
+def choose_models(bundle, backend: str | None = None, precision: str | None = None) -> list:
+    """The bundle's models that can run here, filtered by backend/precision, in order of preference."""
+    installed = installed_backends()
+    candidates = [m for m in bundle.models
+                  if (backend is None or BACKENDS[m.format] == backend) and (precision is None or m.precision == precision)]
+    if not candidates:
+        have = ", ".join(f"{m.name} ({BACKENDS[m.format]}, {m.precision})" for m in bundle.models)
+        want = " ".join(x for x in (backend, precision) if x)
+        raise UserError(f"{bundle.path}: no {want} model in the bundle; it holds {have}")
+    runnable = [m for m in candidates if BACKENDS[m.format] in installed]
+    if not runnable:
+        missing = sorted({BACKENDS[m.format] for m in candidates})
+        hint = " (pip install 'edgekit-runtime[litert]')" if "litert" in missing else ""
+        raise UserError(f"{bundle.path}: its models need {', '.join(missing)}, which is not installed{hint}")
+    return runnable
+
+
+def open_model(model_file, threads: int = 1) -> Model:
+    if threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    return LOADERS[BACKENDS[model_file.format]](model_file.path, threads=threads)

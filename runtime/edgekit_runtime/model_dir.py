@@ -1,22 +1,39 @@
-"""A model directory as written by `edgekit export`: model file, preprocess.json and manifest.json.
+"""Bundles: what is copied to the board. A directory (or a .tar.gz of one) holding model file(s),
+preprocess.json, manifest.json and optionally eval.npz (raw evaluation windows with labels).
 
-The manifest lists the sha256 of every file; a directory whose files do not match it is refused before anything
-is loaded, so a corrupted or tampered copy on the board never produces predictions.
+The manifest lists the sha256 of every file; a bundle with a missing file, a changed byte or a model in an
+unknown format is refused before anything is loaded, so a corrupted or tampered copy never produces
+predictions. A `.tar.gz` is unpacked member by member into a private temporary directory, refusing absolute
+paths, `..`, links and anything but regular files and directories. Nothing is ever unpickled.
+
+Manifest format 1 is the single-model directory `edgekit export` writes; format 2 (`edgekit bundle`) lists
+several models (formats and precisions), the expected input and the evaluation windows.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import shutil
+import tarfile
+import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import numpy as np
+
+from .engine import PRECISIONS
 from .errors import UserError
 from .preprocess import Preprocessing
 
 MANIFEST = "manifest.json"
 PREPROCESS = "preprocess.json"
-MODEL_SUFFIXES = (".onnx",)
+EVAL = "eval.npz"
+MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
+MANIFEST_FORMATS = (1, 2)
+TAR_SUFFIXES = (".tar.gz", ".tgz")
+MAX_UNPACKED_BYTES = 1 << 30  # a bundle is kilobytes to megabytes; refuse archives that would fill the disk
 
 
 def sha256_file(path: Path) -> str:
@@ -39,47 +56,177 @@ def read_json(path: Path) -> dict:
     return data
 
 
+def model_format(name: str) -> str | None:
+    return MODEL_FORMATS.get(PurePosixPath(name).suffix.lower())
+
+
 @dataclass(frozen=True)
-class ModelDir:
+class ModelFile:
     path: Path
-    model_file: Path
+    format: str  # onnx | tflite
+    precision: str  # fp32 | fp16 | int8
+    verification: dict
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path  # what the user named: a directory or a .tar.gz
+    root: Path  # the directory holding the files (a private temporary copy for a .tar.gz)
+    models: tuple[ModelFile, ...]  # in the manifest's order of preference
     preprocessing: Preprocessing
     classes: tuple[str, ...]
     manifest: dict
 
+    @property
+    def model_file(self) -> Path:
+        return self.models[0].path
 
-def verify_manifest(path: Path, manifest: dict) -> None:
+    def eval_set(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The embedded evaluation windows: (raw windows [N, C, T] float32, class indices [N]), or None."""
+        name = (self.manifest.get("eval") or {}).get("file")
+        if name is None:
+            return None
+        try:
+            with np.load(self.root / name, allow_pickle=False) as z:
+                windows, labels = z["windows"], z["labels"]
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"{self.path}: unreadable evaluation windows {name} ({e})") from None
+        c, t = len(self.preprocessing.channels), self.preprocessing.window
+        if windows.ndim != 3 or windows.shape[1:] != (c, t) or labels.shape != (len(windows),) \
+                or not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0 \
+                or labels.max(initial=0) >= len(self.classes):
+            raise UserError(f"{self.path}: {name} does not hold [N, {c}, {t}] windows with class indices")
+        return windows.astype(np.float32), labels.astype(np.int64)
+
+
+def _verify_files(root: Path, where: Path, manifest: dict) -> dict:
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
-        raise UserError(f"{path / MANIFEST}: no 'files' table with sha256 digests")
+        raise UserError(f"{where}: manifest has no 'files' table with sha256 digests")
     for name, digest in files.items():
-        f = path / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise UserError(f"{path / MANIFEST}: refusing file path outside the model directory: {name}")
-        if not f.is_file():
-            raise UserError(f"{path}: {name} is listed in the manifest but missing")
+        p = PurePosixPath(name)
+        if p.is_absolute() or ".." in p.parts or "\\" in name:
+            raise UserError(f"{where}: manifest names a file outside the bundle: {name}")
+        f = root / name
+        if not f.is_file() or f.is_symlink():
+            raise UserError(f"{where}: {name} is listed in the manifest but missing")
         if sha256_file(f) != digest:
-            raise UserError(f"{path}: {name} does not match its sha256 in the manifest (corrupted or modified)")
+            raise UserError(f"{where}: {name} does not match its sha256 in the manifest (corrupted or modified)")
+    if PREPROCESS not in files:
+        raise UserError(f"{where}: {PREPROCESS} is not covered by the manifest's sha256 table")
+    return files
 
 
-def load_model_dir(path: str | Path) -> ModelDir:
-    """Read and check a model directory; raises UserError with a one-line reason when it is unusable."""
+def _model_entries(where: Path, manifest: dict, files: dict) -> list[dict]:
+    if manifest.get("format") == 1:
+        entry = manifest.get("model") or {}
+        models = [{"file": entry.get("file"), "precision": "fp32", "verification": manifest.get("verification", {})}]
+    else:
+        models = manifest.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):
+        raise UserError(f"{where}: manifest lists no models")
+    for m in models:
+        name = m.get("file")
+        if name not in files:
+            raise UserError(f"{where}: model {name!r} is not covered by the manifest's sha256 table")
+        fmt = model_format(name)
+        if fmt is None or m.get("format", fmt) != fmt:
+            raise UserError(f"{where}: {name}: unknown model format {m.get('format', PurePosixPath(name).suffix)!r}; "
+                            f"this runtime reads {', '.join(sorted(set(MODEL_FORMATS.values())))}")
+        if m.get("precision", "fp32") not in PRECISIONS:
+            raise UserError(f"{where}: {name}: unknown precision {m.get('precision')!r}")
+    return models
+
+
+def _check_input(where: Path, manifest: dict, pre: Preprocessing, classes: list) -> None:
+    """The manifest's description of the expected input must agree with preprocess.json."""
+    expected = manifest.get("input")
+    if expected is not None:
+        actual = {"channels": list(pre.channels), "sampling_rate": pre.sampling_rate, "window": pre.window,
+                  "stride": pre.stride}
+        diff = [k for k in actual if k in expected and expected[k] != actual[k]]
+        if diff:
+            raise UserError(f"{where}: manifest and {PREPROCESS} disagree on {', '.join(diff)}")
+    if "classes" in manifest and manifest["classes"] != classes:
+        raise UserError(f"{where}: manifest and {PREPROCESS} disagree on the class names")
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Verify and read a bundle (directory or .tar.gz); raises UserError with a one-line reason when unusable."""
     path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"{path}: not a model directory")
-    manifest = read_json(path / MANIFEST)
-    verify_manifest(path, manifest)
-    pre = read_json(path / PREPROCESS)
-    models = [n for n in manifest["files"] if n.endswith(MODEL_SUFFIXES)]
-    if len(models) != 1:
-        raise UserError(f"{path}: expected exactly one model file ({', '.join(MODEL_SUFFIXES)}), found {models}")
-    classes = pre.get("classes")
+    if path.is_file() and path.name.endswith(TAR_SUFFIXES):
+        root = _unpack(path)
+    elif path.is_dir():
+        root = path
+    elif path.exists():
+        raise UserError(f"{path}: not a bundle (expected a directory or a {' / '.join(TAR_SUFFIXES)} archive)")
+    else:
+        raise UserError(f"{path}: no such bundle")
+    manifest = read_json(root / MANIFEST)
+    if manifest.get("format") not in MANIFEST_FORMATS:
+        raise UserError(f"{path}: unsupported manifest format {manifest.get('format')!r} "
+                        f"(this runtime reads {', '.join(map(str, MANIFEST_FORMATS))}); upgrade edgekit-runtime")
+    files = _verify_files(root, path, manifest)
+    models = _model_entries(path, manifest, files)
+    pre_json = read_json(root / PREPROCESS)
+    classes = pre_json.get("classes")
     if not isinstance(classes, list) or not classes:
-        raise UserError(f"{path / PREPROCESS}: missing the list of class names ('classes')")
-    return ModelDir(
+        raise UserError(f"{path}: {PREPROCESS} is missing the list of class names ('classes')")
+    pre = Preprocessing.from_json(pre_json)
+    _check_input(path, manifest, pre, classes)
+    eval_name = (manifest.get("eval") or {}).get("file")
+    if eval_name is not None and eval_name not in files:
+        raise UserError(f"{path}: evaluation windows {eval_name!r} are not covered by the manifest's sha256 table")
+    return Bundle(
         path=path,
-        model_file=path / models[0],
-        preprocessing=Preprocessing.from_json(pre),
+        root=root,
+        models=tuple(ModelFile(root / m["file"], model_format(m["file"]), m.get("precision", "fp32"),
+                               m.get("verification", {})) for m in models),
+        preprocessing=pre,
         classes=tuple(str(c) for c in classes),
         manifest=manifest,
     )
+
+
+def _unpack(archive: Path) -> Path:
+    """Unpack into a private temporary directory removed at exit; return the directory holding manifest.json."""
+    tmp = Path(tempfile.mkdtemp(prefix="edgekit-bundle-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    total = 0
+    try:
+        with tarfile.open(archive, "r:gz") as tf:
+            for m in tf:
+                p = PurePosixPath(m.name)
+                if p.is_absolute() or ".." in p.parts or "\\" in m.name or m.name.startswith("/"):
+                    raise UserError(f"{archive}: refusing archive member outside the bundle: {m.name}")
+                if m.issym() or m.islnk():
+                    raise UserError(f"{archive}: refusing link in archive: {m.name}")
+                target = tmp.joinpath(*p.parts) if p.parts and p.parts != (".",) else tmp
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                if not m.isfile():
+                    raise UserError(f"{archive}: refusing special file in archive: {m.name}")
+                total += m.size
+                if total > MAX_UNPACKED_BYTES:
+                    raise UserError(f"{archive}: archive unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(m)
+                with open(target, "xb") as out:  # "x": a second member with the same name is refused
+                    shutil.copyfileobj(src, out)
+    except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{archive}: not a readable .tar.gz bundle ({e})") from None
+    except UserError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if (tmp / MANIFEST).is_file():
+        return tmp
+    subdirs = [d for d in tmp.iterdir() if d.is_dir()]
+    if len(subdirs) == 1 and (subdirs[0] / MANIFEST).is_file() and len(list(tmp.iterdir())) == 1:
+        return subdirs[0]
+    raise UserError(f"{archive}: no {MANIFEST} at the top of the archive")

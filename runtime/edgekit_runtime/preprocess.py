@@ -1,7 +1,14 @@
-"""Preprocessing kernels shared by training (compile side) and inference (board side).
+"""Preprocessing shared by training (compile side) and inference (board side).
 
 There is one implementation of every step: the compile side imports these functions to prepare its training
-windows, so the board computes exactly what the model was trained on.
+windows, so the board computes exactly what the model was trained on. The steps, in order:
+
+  signal level (a continuous recording, chunk by chunk; see stream.StreamPreprocessor):
+    resample to the nominal rate (resample.py) -> IIR filter (iir.py) -> sliding windows
+  window level (`transform_windows`): detrend -> per-channel normalisation
+
+`prepare_windows` takes windows that were cut before preprocessing (the bundled datasets) and filters each one
+on its own before the window-level steps.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import numpy as np
 from numba import njit
 
 from .errors import UserError
+from .iir import IIRFilter
 
 NORMALIZE_MODES = ("stored", "window", "none")
+DETREND_MODES = ("none", "constant", "linear")
 _EPS = 1e-8
 
 
@@ -47,6 +56,31 @@ def _normalize_window(x):
             for k in range(t):
                 out[i, j, k] = (x[i, j, k] - m) * inv
     return out
+
+
+@njit(cache=True)
+def _detrend(x, linear):
+    """Remove each channel's mean (or least-squares line) over the window, in place."""
+    n, c, t = x.shape
+    tc = (t - 1) / 2.0
+    sxx = 0.0
+    for k in range(t):
+        sxx += (k - tc) * (k - tc)
+    for i in range(n):
+        for j in range(c):
+            s = 0.0
+            for k in range(t):
+                s += x[i, j, k]
+            m = s / t
+            slope = 0.0
+            if linear and sxx > 0:
+                sxy = 0.0
+                for k in range(t):
+                    sxy += (k - tc) * (x[i, j, k] - m)
+                slope = sxy / sxx
+            for k in range(t):
+                x[i, j, k] = x[i, j, k] - (m + slope * (k - tc))
+    return x
 
 
 @njit(cache=True)
@@ -84,10 +118,20 @@ class Preprocessing:
     normalize: str = "stored"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    detrend: str = "none"
+    filter: IIRFilter | None = None
+    max_gap: float | None = None  # seconds; None: samples are taken as already on the nominal grid
 
     def __post_init__(self):
         if self.normalize not in NORMALIZE_MODES:
             raise UserError(f"unknown normalize mode {self.normalize!r}; allowed: {', '.join(NORMALIZE_MODES)}")
+        if self.detrend not in DETREND_MODES:
+            raise UserError(f"unknown detrend mode {self.detrend!r}; allowed: {', '.join(DETREND_MODES)}")
+        if not self.sampling_rate > 0:
+            raise UserError(f"sampling_rate must be positive, got {self.sampling_rate}")
+        if self.max_gap is not None and not self.max_gap >= 1.0 / self.sampling_rate:
+            raise UserError(f"max_gap must be at least one sample period ({1.0 / self.sampling_rate:g} s), "
+                            f"got {self.max_gap}")
         if self.window < 1 or self.stride < 1:
             raise UserError(f"window and stride must be positive, got window={self.window}, stride={self.stride}")
         if self.normalize == "stored":
@@ -95,11 +139,25 @@ class Preprocessing:
             if self.mean is None or self.std is None or len(self.mean) != n or len(self.std) != n:
                 raise UserError(f"normalize 'stored' needs mean and std with one value per channel ({n})")
 
-    def normalize_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Normalise `[N, C, T]` windows per channel; returns float32."""
+    def _check(self, windows: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(windows, dtype=np.float32)
         if x.ndim != 3 or x.shape[1] != len(self.channels):
             raise UserError(f"expected windows shaped [N, {len(self.channels)}, T], got {list(x.shape)}")
+        return x
+
+    def prepare_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Raw `[N, C, T]` windows cut before preprocessing -> model input (float32): each window filtered
+        on its own, then the window-level steps."""
+        x = self._check(windows)
+        if self.filter is not None:
+            x = self.filter.apply_windows(x)
+        return self.transform_windows(x)
+
+    def transform_windows(self, windows: np.ndarray) -> np.ndarray:
+        """The window-level steps (detrend, normalise) on `[N, C, T]` windows of an already filtered signal."""
+        x = self._check(windows)
+        if self.detrend != "none":
+            x = _detrend(x.copy(), self.detrend == "linear")
         if self.normalize == "stored":
             return _normalize_stored(x, np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32))
         if self.normalize == "window":
@@ -117,6 +175,13 @@ class Preprocessing:
         if self.normalize == "stored":
             out["mean"] = list(self.mean)
             out["std"] = list(self.std)
+        # Only written when used, so a model without them keeps the preprocess.json older runtimes read.
+        if self.detrend != "none":
+            out["detrend"] = self.detrend
+        if self.filter is not None:
+            out["filter"] = self.filter.to_json()
+        if self.max_gap is not None:
+            out["resample"] = {"max_gap_s": self.max_gap}
         return out
 
     @classmethod
@@ -130,6 +195,9 @@ class Preprocessing:
                 normalize=str(d.get("normalize", "stored")),
                 mean=tuple(float(v) for v in d["mean"]) if d.get("mean") is not None else None,
                 std=tuple(float(v) for v in d["std"]) if d.get("std") is not None else None,
+                detrend=str(d.get("detrend", "none")),
+                filter=IIRFilter.from_json(d["filter"]) if d.get("filter") is not None else None,
+                max_gap=float(d["resample"]["max_gap_s"]) if d.get("resample") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"invalid preprocessing settings: {type(e).__name__}: {e}") from None

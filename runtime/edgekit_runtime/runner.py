@@ -5,39 +5,45 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Iterable, Iterator, TextIO
 
 import numpy as np
 
-from .engine import OnnxModel
+from .engine import choose_models, open_model
 from .errors import UserError
 from .files import atomic_write
-from .model_dir import load_model_dir
-from .stream import ReadStats, Windower, read_csv_chunks
+from .model_dir import load_bundle
+from .readers import ReadStats, live_lines, read_chunks
+from .stream import StreamPreprocessor
+
+SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 class Runner:
-    def __init__(self, model_dir, threads: int = 1, stride: int | None = None, batch: int = 32):
-        self.model_dir = load_model_dir(model_dir)
-        self.pre = self.model_dir.preprocessing
-        self.model = OnnxModel(self.model_dir.model_file, threads=threads)
+    def __init__(self, bundle, threads: int = 1, stride: int | None = None, batch: int = 32,
+                 backend: str | None = None, precision: str | None = None):
+        self.bundle = load_bundle(bundle)
+        self.pre = self.bundle.preprocessing
+        self.model_file = choose_models(self.bundle, backend, precision)[0]
+        self.model = open_model(self.model_file, threads=threads)
         self.stride = stride or self.pre.stride
         if self.stride < 1 or batch < 1:
             raise UserError("--stride and --batch must be positive")
         self.batch = batch
-        # Warm up once (numba kernel load, onnxruntime's first run) so the first window's latency is honest.
-        self.model.logits(self.pre.normalize_windows(np.zeros((1, len(self.pre.channels), self.pre.window), np.float32)))
+        # Warm up once (numba kernel load, the backend's first run) so the first window's latency is honest.
+        self.model.logits(self.pre.transform_windows(np.zeros((1, len(self.pre.channels), self.pre.window),
+                                                              np.float32)))
 
     def predict(self, ends: np.ndarray, windows: np.ndarray, source: str,
                 labels: np.ndarray | None = None) -> Iterator[dict]:
-        """Preprocess and classify raw `[N, C, T]` windows; yield one record per window."""
-        classes = self.model_dir.classes
+        """Classify model-ready `[N, C, T]` windows; yield one record per window."""
+        classes = self.bundle.classes
         for i in range(0, len(windows), self.batch):
             t0 = time.perf_counter()
-            x = self.pre.normalize_windows(windows[i : i + self.batch])
-            probs = self.model.predict_proba(x)
-            latency_ms = (time.perf_counter() - t0) * 1e3 / len(x)
+            probs = self.model.predict_proba(windows[i : i + self.batch])
+            latency_ms = (time.perf_counter() - t0) * 1e3 / len(probs)
             for j, (end, p) in enumerate(zip(ends[i : i + self.batch], probs)):
                 rec = {
                     "source": source,
@@ -51,50 +57,84 @@ class Runner:
                     rec["label"] = classes[k] if k >= 0 else None
                 yield rec
 
-    def run_stream(self, f: TextIO, source: str, strict: bool = False,
-                   label_column: str | None = None) -> Iterator[dict]:
-        pre = self.pre
-        windower = Windower(pre.window, self.stride, len(pre.channels))
+    def run_stream(self, lines: Iterable[str | None], source: str, fmt: str | None = None, strict: bool = False,
+                   label_column: str | None = None, only_changes: bool = False) -> Iterator[dict]:
+        """Records for every window of a line stream (CSV or JSON lines); a summary goes to stderr at the end."""
+        stream = StreamPreprocessor(self.pre, self.stride)
         stats = ReadStats()
-        chunks = read_csv_chunks(
-            f, source, pre.channels, pre.sampling_rate, label_column=label_column, classes=self.model_dir.classes,
-            strict=strict, stats=stats, on_bad=lambda msg: print(f"edgekit: warning: {msg}", file=sys.stderr),
+        chunks = read_chunks(
+            lines, source, self.pre.channels, self.pre.sampling_rate, fmt=fmt, label_column=label_column,
+            classes=self.bundle.classes, strict=strict, stats=stats,
+            on_bad=lambda msg: print(f"edgekit: warning: {msg}", file=sys.stderr, flush=True),
         )
         n_windows = n_correct = 0
+        last_class = None
         for chunk in chunks:
-            ends, windows, labels = windower.push(chunk)
+            ends, windows, labels = stream.push(chunk)
             for rec in self.predict(ends, windows, source, labels):
                 n_windows += 1
                 n_correct += rec.get("label") == rec["class"]
+                if only_changes and rec["class"] == last_class:
+                    continue
+                last_class = rec["class"]
                 yield rec
         summary = f"{stats.rows} rows, {stats.bad_rows} bad rows skipped, {n_windows} windows"
         if label_column is not None and n_windows:
             summary += f", accuracy {n_correct / n_windows:.4f} against column {label_column!r}"
-        print(f"edgekit: {source}: {summary}", file=sys.stderr)
+        print(f"edgekit: {source}: {summary}", file=sys.stderr, flush=True)
 
-    def run_path(self, input_path: str, out: str | None = None, strict: bool = False,
-                 label_column: str | None = None) -> None:
+    def run_path(self, input_path: str, out: str | None = None, fmt: str | None = None, follow: bool = False,
+                 idle_timeout: float | None = None, **options) -> None:
+        """Run on a file, a directory of files, or `-` (stdin); write JSON lines to `out` or stdout."""
+        live = follow or input_path == "-"
+        sources = self._sources(input_path, fmt, follow, idle_timeout)
+        with _sink(out, live) as sink:
+            for name, lines, source_fmt in sources:
+                for rec in self.run_stream(lines, name, fmt=source_fmt, **options):
+                    sink.write(json.dumps(rec) + "\n")
+                    if live:
+                        sink.flush()
+
+    def _sources(self, input_path: str, fmt: str | None, follow: bool, idle_timeout: float | None):
+        if input_path == "-":
+            if follow:
+                raise UserError("--follow reads a growing file; stdin is followed anyway")
+            yield "<stdin>", live_lines(sys.stdin.buffer, follow=False), fmt
+            return
         path = Path(input_path)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv")
+            if follow:
+                raise UserError(f"{path}: --follow needs a single file, not a directory")
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIX_FORMATS)
             if not files:
-                raise UserError(f"{path}: no .csv files in this directory")
+                raise UserError(f"{path}: no {', '.join(SUFFIX_FORMATS)} files in this directory")
         elif path.is_file():
             files = [path]
         else:
             raise UserError(f"{path}: no such file or directory")
-        if out is None:
-            self._run_files(files, sys.stdout, strict, label_column)
-            return
-        with atomic_write(out) as sink:
-            self._run_files(files, sink, strict, label_column)
-
-    def _run_files(self, files: list[Path], sink: TextIO, strict: bool, label_column: str | None) -> None:
         for p in files:
             try:
-                f = open(p, newline="")
+                f = open(p, "rb") if follow else open(p, newline="", encoding="utf-8", errors="replace")
             except OSError as e:
                 raise UserError(f"{p}: cannot open ({e.strerror})") from None
             with f:
-                for rec in self.run_stream(f, str(p), strict=strict, label_column=label_column):
-                    sink.write(json.dumps(rec) + "\n")
+                lines = live_lines(f, follow=True, idle_timeout=idle_timeout) if follow else f
+                yield str(p), lines, fmt or SUFFIX_FORMATS.get(p.suffix.lower())
+
+
+@contextmanager
+def _sink(out: str | None, live: bool) -> Iterator[TextIO]:
+    """stdout; or a file written atomically (complete or absent), except for live input, where the output
+    grows line by line as windows arrive."""
+    if out is None:
+        yield sys.stdout
+    elif live:
+        try:
+            f = open(out, "w")
+        except OSError as e:
+            raise UserError(f"{out}: cannot write ({e.strerror})") from None
+        with f:
+            yield f
+    else:
+        with atomic_write(out) as f:
+            yield f

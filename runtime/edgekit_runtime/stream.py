@@ -1,22 +1,19 @@
-"""Reading sample streams from CSV and cutting them into windows as they arrive.
+"""Streaming preprocessing: chunks of samples in, model-ready windows out.
 
-Rows are read one at a time, so a file of any length runs in flat memory. A bad row (wrong column count,
-non-numeric or non-finite value, time going backwards) is reported with its line number and ends the current
-segment: no window is ever built across it.
+A `StreamPreprocessor` accepts chunks of any size (one sample to many seconds) and returns exactly the windows
+the batch path (`Preprocessing` applied to the concatenated segment in one chunk) produces: resampler, filter
+and window buffer all carry their state across chunks.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Callable, Iterator, TextIO
+from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
-from .preprocess import sliding_windows, window_labels
+from .iir import sosfilt
+from .preprocess import Preprocessing, sliding_windows, window_labels
+from .resample import Resampler
 
 
 @dataclass
@@ -25,113 +22,8 @@ class Chunk:
 
     times: np.ndarray  # [S] seconds
     values: np.ndarray  # [S, C] float32
-    new_segment: bool
+    new_segment: bool = False
     labels: np.ndarray | None = None  # [S] class indices (-1: not a known class), when a label column is read
-
-
-@dataclass
-class ReadStats:
-    rows: int = 0
-    bad_rows: int = 0
-    first_bad: list[str] = field(default_factory=list)
-
-
-def parse_time(text: str) -> float:
-    """Seconds from a number or an ISO-8601 timestamp (naive timestamps are read as UTC)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    dt = datetime.fromisoformat(text.strip())
-    if dt.tzinfo is None:
-        return (dt - datetime(1970, 1, 1)).total_seconds()
-    return dt.timestamp()
-
-
-def read_csv_chunks(
-    f: TextIO,
-    name: str,
-    channels: tuple[str, ...],
-    sampling_rate: float,
-    time_column: str | None = "time",
-    label_column: str | None = None,
-    classes: tuple[str, ...] = (),
-    chunk_rows: int = 4096,
-    strict: bool = False,
-    stats: ReadStats | None = None,
-    on_bad: Callable[[str], None] | None = None,
-) -> Iterator[Chunk]:
-    """Yield chunks of good samples from CSV text with a header row naming the columns.
-
-    With `label_column`, each sample's label is read too, as an index into `classes` (-1 when not in it)."""
-    stats = stats if stats is not None else ReadStats()
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if header is None:
-        raise UserError(f"{name}: empty input, expected a header row with columns {', '.join(channels)}")
-    header = [h.strip() for h in header]
-    missing = [c for c in channels if c not in header]
-    if missing:
-        raise UserError(f"{name}: missing channel column(s) {', '.join(missing)}; the model needs {', '.join(channels)}")
-    cols = [header.index(c) for c in channels]
-    tcol = header.index(time_column) if time_column in header else None
-    if label_column is not None and label_column not in header:
-        raise UserError(f"{name}: no label column {label_column!r}")
-    lcol = header.index(label_column) if label_column is not None else None
-    class_index = {c: k for k, c in enumerate(classes)}
-
-    times: list[float] = []
-    rows: list[list[float]] = []
-    labels: list[int] = []
-    new_segment = False
-    last_t = -math.inf
-    n = 0
-
-    def flush(next_new_segment: bool) -> Iterator[Chunk]:
-        nonlocal times, rows, labels, new_segment
-        if rows:
-            yield Chunk(np.asarray(times, np.float64), np.asarray(rows, np.float32), new_segment,
-                        np.asarray(labels, np.int64) if lcol is not None else None)
-            new_segment = False
-        times, rows, labels = [], [], []
-        new_segment = new_segment or next_new_segment
-
-    for lineno, record in enumerate(reader, start=2):
-        if not record:
-            continue
-        stats.rows += 1
-        problem = None
-        if len(record) != len(header):
-            problem = f"expected {len(header)} columns, got {len(record)}"
-        else:
-            try:
-                vals = [float(record[i]) for i in cols]
-                t = parse_time(record[tcol]) if tcol is not None else n / sampling_rate
-            except ValueError:
-                problem = "non-numeric value"
-            else:
-                if not all(math.isfinite(v) for v in vals) or not math.isfinite(t):
-                    problem = "NaN or infinite value"
-                elif t < last_t:
-                    problem = f"time goes backwards ({t} after {last_t})"
-        if problem is not None:
-            msg = f"{name}:{lineno}: bad row: {problem}"
-            if strict:
-                raise UserError(msg)
-            stats.bad_rows += 1
-            if on_bad is not None:
-                on_bad(msg)
-            yield from flush(True)
-            continue
-        last_t = t
-        n += 1
-        times.append(t)
-        rows.append(vals)
-        if lcol is not None:
-            labels.append(class_index.get(record[lcol].strip(), -1))
-        if len(rows) >= chunk_rows:
-            yield from flush(False)
-    yield from flush(False)
 
 
 class Windower:
@@ -166,3 +58,67 @@ class Windower:
         if lab is not None:
             self._labels = lab[keep:]
         return ends, windows, wlabels
+
+
+class StreamPreprocessor:
+    """Resample -> filter -> window -> detrend/normalise, chunk by chunk."""
+
+    def __init__(self, pre: Preprocessing, stride: int | None = None):
+        self.pre = pre
+        c = len(pre.channels)
+        self.resampler = Resampler(pre.sampling_rate, pre.max_gap, c) if pre.max_gap is not None else None
+        self.windower = Windower(pre.window, stride or pre.stride, c)
+        self._filter_state = None
+        self._last_label = -1
+
+    def reset(self) -> None:
+        if self.resampler is not None:
+            self.resampler.reset()
+        self.windower.reset()
+        self._filter_state = None
+
+    def push(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(window end times [N], model-ready windows [N, C, T] float32, majority labels [N] or None)."""
+        if chunk.new_segment:
+            self.reset()
+        if self.resampler is None:
+            pieces = [(False, chunk.times, chunk.values, chunk.labels)]
+        else:
+            pieces = []
+            for new_segment, t, v, src in self.resampler.push(chunk.times, chunk.values):
+                lab = None
+                if chunk.labels is not None:  # src -1: the last sample of the previous chunk
+                    lab = np.concatenate([[self._last_label], chunk.labels])[src + 1]
+                pieces.append((new_segment, t, v, lab))
+            if chunk.labels is not None and len(chunk.labels):
+                self._last_label = int(chunk.labels[-1])
+        out = []
+        for new_segment, t, v, lab in pieces:
+            if new_segment:
+                self.windower.reset()
+                self._filter_state = None
+            if len(t) == 0:
+                continue
+            out.append(self.windower.push(Chunk(t, self._filter(v), False, lab)))
+        c, w = len(self.pre.channels), self.pre.window
+        ends = np.concatenate([o[0] for o in out]) if out else np.empty(0, np.float64)
+        windows = np.concatenate([o[1] for o in out]) if out else np.empty((0, c, w), np.float32)
+        labels = None
+        if chunk.labels is not None:
+            labels = np.concatenate([o[2] for o in out]) if out else np.empty(0, np.int64)
+        return ends, self.pre.transform_windows(windows), labels
+
+    def _filter(self, values: np.ndarray) -> np.ndarray:
+        f = self.pre.filter
+        if f is None:
+            return np.asarray(values, np.float32)
+        x = np.ascontiguousarray(values, np.float64)
+        if self._filter_state is None:
+            self._filter_state = f.initial_state(x[0])
+        return sosfilt(x, f.sos, self._filter_state).astype(np.float32)
+
+
+def process_recording(pre: Preprocessing, times: np.ndarray, values: np.ndarray, labels: np.ndarray | None = None,
+                      stride: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The batch path: a whole recording `[S, C]` (times [S]) to (window ends, model-ready windows, labels)."""
+    return StreamPreprocessor(pre, stride).push(Chunk(np.asarray(times, np.float64), values, False, labels))
