@@ -120,15 +120,25 @@ def data_to_csv(out, group, **spec):
     click.echo(f"wrote {len(samples)} samples ({len(ds)} windows of {ds.length}) to {out}")
 
 
+def split_options(f):
+    """Options that say how to split the data; shared by every command that trains."""
+    opts = [
+        click.option("--split", "split_method", type=click.Choice(["random", "group"]),
+                     help="random: stratified by class; group: hold out whole groups. Default: the benchmark's "
+                          "own train/test split for bundled sets that have one, else random."),
+        click.option("--test-groups", help="Comma-separated groups to test on with --split group."),
+        click.option("--val", default=0.2, show_default=True, help="Validation fraction (early stopping)."),
+        click.option("--test", "test_fraction", default=0.2, show_default=True, help="Test fraction (random split)."),
+        click.option("--seed", default=0, show_default=True, help="Seed for the split, initialisation and batches."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
 @click.command()
 @data_options
-@click.option("--split", "split_method", type=click.Choice(["random", "group"]),
-              help="random: stratified by class; group: hold out whole groups. Default: the benchmark's own "
-                   "train/test split for bundled sets that have one, else random.")
-@click.option("--test-groups", help="Comma-separated groups to test on with --split group.")
-@click.option("--val", default=0.2, show_default=True, help="Validation fraction (early stopping).")
-@click.option("--test", "test_fraction", default=0.2, show_default=True, help="Test fraction (random split).")
-@click.option("--seed", default=0, show_default=True, help="Seed for the split, initialisation and batches.")
+@split_options
 @click.option("--epochs", default=300, show_default=True)
 @click.option("--patience", default=40, show_default=True, help="Epochs without validation improvement to stop.")
 @click.option("--lr", default=3e-3, show_default=True)

@@ -25,11 +25,20 @@ class TrainSettings:
     seed: int = 0
 
 
-def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+Inputs = "np.ndarray | tuple[torch.Tensor, ...]"
+
+
+def _as_tensors(x) -> tuple[torch.Tensor, ...]:
+    """A model's inputs: one array (students) or a tuple of tensors passed as model(*inputs) (the teacher)."""
+    return (torch.from_numpy(x),) if isinstance(x, np.ndarray) else tuple(x)
+
+
+def predict_logits(model: nn.Module, x: Inputs, batch_size: int = 256) -> np.ndarray:
+    xs = _as_tensors(x)
     model.eval()
     with torch.no_grad():
-        return np.concatenate([model(torch.from_numpy(x[i : i + batch_size])).numpy()
-                               for i in range(0, len(x), batch_size)])
+        return np.concatenate([model(*(t[i : i + batch_size] for t in xs)).numpy()
+                               for i in range(0, len(xs[0]), batch_size)])
 
 
 def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict:
@@ -38,41 +47,41 @@ def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict:
             "macro_f1": float(f1_score(y_true, pred, average="macro", zero_division=0))}
 
 
-def train_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+def train_classifier(model: nn.Module, x_train: Inputs, y_train: np.ndarray, x_val: Inputs,
                      y_val: np.ndarray, settings: TrainSettings = TrainSettings(), progress: bool = True) -> dict:
     """Train in place; the model ends with the weights of the epoch with the lowest validation loss.
 
-    Without validation windows, training runs all epochs and keeps the last weights.
-    Returns the training history summary.
+    Without validation windows, training runs all epochs and keeps the last weights. Only parameters with
+    requires_grad are trained. Returns the training history summary.
     """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.epochs)
     loss_fn = nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    xt, yt = _as_tensors(x_train), torch.from_numpy(y_train)
     best_loss, best_state, best_epoch, waited = float("inf"), None, 0, 0
     bar = tqdm(range(settings.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        order = torch.from_numpy(rng.permutation(len(xt)))
+        order = torch.from_numpy(rng.permutation(len(yt)))
         total = 0.0
         for i in range(0, len(order), settings.batch_size):
             idx = order[i : i + settings.batch_size]
             if len(idx) < 2:  # BatchNorm needs two windows
                 continue
             opt.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss = loss_fn(model(*(t[idx] for t in xt)), yt[idx])
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
-        if len(x_val) == 0:
+        if len(y_val) == 0:
             continue
         logits = predict_logits(model, x_val)
         val_loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(y_val)))
         val_acc = float((logits.argmax(1) == y_val).mean())
-        bar.set_postfix(loss=f"{total / len(xt):.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.2f}")
+        bar.set_postfix(loss=f"{total / len(yt):.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.2f}")
         if val_loss < best_loss - 1e-4:
             best_loss, best_state, best_epoch, waited = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
         else:
@@ -104,6 +113,23 @@ def split_from_spec(ds, spec: dict):
                          test_groups=spec.get("test_groups"))
 
 
+def labelled_splits(spec: dict, split_method: str | None, test_groups: list[str] | None, val: float, test: float,
+                    seed: int):
+    """Load labelled data and split it: (dataset, spec with the split recorded, train, val, test)."""
+    from .data import load_spec
+
+    ds = load_spec(spec)
+    if ds.labels is None:
+        raise UserError(f"{ds.name}: no labels to train on (give --label-column for your files)")
+    split_method, test_groups = resolve_split(ds, split_method, test_groups)
+    spec = {**spec, "split": split_method, "test_groups": test_groups, "seed": seed, "val": val, "test": test}
+    tr, va, te = split_from_spec(ds, spec)
+    present = np.unique(tr.labels)
+    if len(present) < 2:
+        raise UserError(f"{ds.name}: the training split has {len(present)} class(es); classification needs two or more")
+    return ds, spec, tr, va, te
+
+
 def fit_preprocessing(train, normalize: str, stride: int) -> Preprocessing:
     """Per-channel statistics of the training windows (observed samples only) and the windowing to use."""
     mean = std = None
@@ -121,18 +147,9 @@ def train_student(spec: dict, out: str, split_method: str | None = None, test_gr
                   normalize: str = "stored", overwrite: bool = False, progress: bool = True) -> dict:
     """Load data, train an MSA-CNN on its labels, evaluate on the test split, save a checkpoint; return a summary."""
     from .checkpoint import Checkpoint, save_checkpoint
-    from .data import load_spec
     from .models import MSACNN, MSACNNConfig, count_parameters
 
-    ds = load_spec(spec)
-    if ds.labels is None:
-        raise UserError(f"{ds.name}: no labels to train on (give --label-column for your files)")
-    split_method, test_groups = resolve_split(ds, split_method, test_groups)
-    spec = {**spec, "split": split_method, "test_groups": test_groups, "seed": seed, "val": val, "test": test}
-    tr, va, te = split_from_spec(ds, spec)
-    present = np.unique(tr.labels)
-    if len(present) < 2:
-        raise UserError(f"{ds.name}: the training split has {len(present)} class(es); classification needs two or more")
+    ds, spec, tr, va, te = labelled_splits(spec, split_method, test_groups, val, test, seed)
     pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length)
     x = {k: pre.prepare_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
 

@@ -13,13 +13,14 @@ from .errors import UserError
 
 
 @contextmanager
-def atomic_write(path: str | Path) -> Iterator[TextIO]:
-    """Open a text file for writing that appears at `path` only when the block completes without error."""
+def atomic_write(path: str | Path, binary: bool = False) -> Iterator[TextIO]:
+    """Open a file for writing (text, or bytes with `binary`) that appears at `path` only when the block
+    completes without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="")) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:

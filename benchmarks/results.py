@@ -1,0 +1,35 @@
+"""Writing a benchmark's results: JSON for scripts and a markdown table for people, side by side."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write(name: str, title: str, rows: list[dict], columns: list[str], meta: dict, notes: str = "") -> str:
+    """Write results/NAME.json and results/NAME.md; return the markdown."""
+    import torch
+
+    RESULTS.mkdir(exist_ok=True)
+    meta = {**meta, "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+                                "torch": torch.__version__, "threads": torch.get_num_threads()}}
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    md = f"# {title}\n\n{markdown_table(rows, columns)}\n"
+    if notes:
+        md += f"\n{notes}\n"
+    (RESULTS / f"{name}.md").write_text(md)
+    return md

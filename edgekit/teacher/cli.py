@@ -1,0 +1,126 @@
+"""Teacher commands: pretrain, finetune, embed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgekit_runtime.errors import UserError
+
+from ..cli import _csv_list, _data_spec, data_options, split_options
+
+SIZE_CHOICE = click.Choice(["tiny", "small", "base", "large"])
+ATTENTION_CHOICE = click.Choice(["dense", "sparse", "scan"])
+
+
+def _write_json(path, obj):
+    if path:
+        from edgekit_runtime.files import write_text_atomic
+
+        write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+@click.command()
+@data_options
+@split_options
+@click.option("--size", type=SIZE_CHOICE, default="large", show_default=True,
+              help="tiny 18k, small 100k, base 530k, large 3.2M parameters (6 channels).")
+@click.option("--attention", type=ATTENTION_CHOICE, default="dense", show_default=True,
+              help="dense: exact, O(N²) memory; sparse: block top-k, O(N·k·B); scan: exact, linear memory.")
+@click.option("--patch", default=1, show_default=True, help="Time steps per token (use >1 for long windows).")
+@click.option("--block", default=64, show_default=True, help="Key block size of sparse attention.")
+@click.option("--topk", default=4, show_default=True, help="Blocks each query block attends to besides its own.")
+@click.option("--no-time-bias", is_flag=True, help="Switch off the learned relative-time attention bias.")
+@click.option("--steps", default=2000, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--warmup", default=100, show_default=True, help="Linear warm-up steps, then cosine decay.")
+@click.option("--mask-prob", default=0.5, show_default=True, help="Share of observed tokens in the loss.")
+@click.option("--mask-random", default=0.2, show_default=True, help="Of those (not kept): share given random values.")
+@click.option("--mask-keep", default=0.2, show_default=True, help="Of those: share keeping their true value.")
+@click.option("--mask-span", default=1, show_default=True, help="Mask contiguous runs of this many tokens.")
+@click.option("--eval-every", default=100, show_default=True, help="Steps between validation RMSE measurements.")
+@click.option("--checkpoint-every", default=500, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/DATASET/teacher].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out with its recorded data and settings.")
+@click.option("--overwrite", is_flag=True, help="Start afresh even if --out holds a run.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def pretrain(split_method, test_groups, val, test_fraction, seed, size, attention, patch, block, topk, no_time_bias,
+             steps, batch_size, lr, warmup, mask_prob, mask_random, mask_keep, mask_span, eval_every,
+             checkpoint_every, out, resume, overwrite, json_out, quiet, **spec):
+    """Pretrain the teacher on DATASET's windows by masked reconstruction (labels are ignored).
+
+    Runs under `torchrun --nproc_per_node K` with DistributedDataParallel as it is. Validation RMSE on masked
+    positions is reported every --eval-every steps; a killed run continues with --resume to the same weights.
+    """
+    from .run import start_or_resume
+
+    spec = _data_spec(**spec)
+    out = out or f"runs/{Path(spec['dataset']).name}/teacher"
+    if Path(out).exists() and not (resume or overwrite):
+        raise UserError(f"{out}: already exists (pass --resume to continue it or --overwrite to start afresh)")
+    model_options = dict(size=size, attention=attention, patch=patch, block=block, topk=topk,
+                         time_bias=not no_time_bias)
+    settings = dict(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, eval_every=eval_every,
+                    checkpoint_every=checkpoint_every, seed=seed,
+                    mask=dict(prob=mask_prob, random=mask_random, keep=mask_keep, span=mask_span))
+    split = dict(split_method=split_method, test_groups=_csv_list(test_groups), val=val, test=test_fraction)
+    summary = start_or_resume(spec, out, model_options, settings, split, resume=resume, progress=not quiet)
+    if summary is None:  # not rank 0 under torchrun
+        return
+    _write_json(json_out, summary)
+    click.echo(f"teacher      {summary['parameters']:,} parameters, attention {summary['attention']}\n"
+               f"pretrained   {summary['steps']} steps on {summary['windows']['train']} windows\n"
+               f"val RMSE     {summary['final_val_rmse']} on masked positions (normalised units)\n"
+               f"checkpoint   {out}")
+
+
+@click.command()
+@data_options
+@split_options
+@click.option("--pretrained", type=click.Path(file_okay=False), help="A pretrained teacher run directory.")
+@click.option("--size", type=SIZE_CHOICE, default="small", show_default=True, help="Size when training from scratch.")
+@click.option("--attention", type=ATTENTION_CHOICE, default="dense", show_default=True,
+              help="Attention when training from scratch.")
+@click.option("--labels-per-class", type=int, help="Use at most this many labelled training windows per class.")
+@click.option("--freeze-encoder", is_flag=True, help="Train only the classification head.")
+@click.option("--epochs", default=100, show_default=True)
+@click.option("--patience", default=20, show_default=True)
+@click.option("--lr", default=5e-4, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/finetuned].")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def finetune(split_method, test_groups, val, test_fraction, seed, pretrained, size, attention, labels_per_class,
+             freeze_encoder, epochs, patience, lr, batch_size, out, json_out, quiet, **spec):
+    """Fine-tune a teacher on DATASET's labels (from scratch without --pretrained); report test accuracy/macro-F1."""
+    from .finetune import finetune as run
+
+    spec = _data_spec(**spec)
+    out = out or f"runs/{Path(spec['dataset']).name}/finetuned"
+    summary = run(spec, out, pretrained=pretrained, size=size, attention=attention,
+                  labels_per_class=labels_per_class, train_encoder=not freeze_encoder, split_method=split_method,
+                  test_groups=_csv_list(test_groups), val=val, test=test_fraction, seed=seed, epochs=epochs,
+                  patience=patience, lr=lr, batch_size=batch_size, progress=not quiet)
+    _write_json(json_out, summary)
+    click.echo(f"teacher      {summary['parameters']:,} parameters, "
+               f"{'pretrained' if pretrained else 'from scratch'}, {summary['windows']['train']} labelled windows\n"
+               f"test         accuracy {summary['test_accuracy']:.3f}, macro-F1 {summary['test_macro_f1']:.3f}\n"
+               f"checkpoint   {out}")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@data_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npy file.")
+@click.option("--tokens", is_flag=True, help="Per-token embeddings [N, L, d] instead of pooled [N, d].")
+def embed(checkpoint, out, tokens, **spec):
+    """Write the teacher's embeddings of every window of DATASET to a .npy file."""
+    from ..data import load_spec
+    from .finetune import embed as run
+
+    shape = run(checkpoint, load_spec(_data_spec(**spec)), out, tokens=tokens)
+    click.echo(f"wrote {list(shape)} embeddings to {out}")

@@ -1,0 +1,168 @@
+"""Self-supervised pretraining: masked reconstruction with the uncertainty-weighted loss.
+
+Every step draws its batch and masks from (seed, step) alone, so a run resumed from a checkpoint takes exactly
+the steps an uninterrupted run would. Under torchrun the same code runs with DistributedDataParallel (gloo on CPU,
+nccl on GPU): each rank takes its share of the step's batch, rank 0 writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from edgekit_runtime.errors import UserError
+
+from .data import TeacherData
+from .loss import masked_reconstruction_loss, masked_rmse, uncertainty_weights
+from .masking import MaskSettings, apply_random, make_masks
+from .model import Teacher
+from .store import TeacherCheckpoint, load_teacher, save_teacher
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    eval_every: int = 100
+    checkpoint_every: int = 500
+    seed: int = 0
+    use_mask_token: bool = True  # off: masked values are zeroed instead (ablation)
+    use_uncertainty: bool = True  # off: uniform loss weights (ablation)
+    mask: MaskSettings = field(default_factory=MaskSettings)
+
+
+def _lr_lambda(s: PretrainSettings):
+    def f(step):
+        if step < s.warmup:
+            return (step + 1) / s.warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - s.warmup) / max(1, s.steps - s.warmup)))
+    return f
+
+
+def masked_batch(model: Teacher, batch: TeacherData, s: PretrainSettings, gen: torch.Generator):
+    """Tokens with masking applied, the clean targets and the loss mask/weights for one batch."""
+    tokens, times, observed = model.tokenize(batch.values, batch.times, batch.observed)
+    loss_mask, mask_token, randomised = make_masks(observed, s.mask, gen)
+    inputs = apply_random(tokens, observed, randomised, gen)
+    if not s.use_mask_token:  # ablation: the masked values are simply zeroed
+        inputs = torch.where(mask_token[..., None], torch.zeros_like(inputs), inputs)
+        mask_token = None
+    weights = None
+    if s.use_uncertainty and batch.sigma is not None:
+        sigma_tok = model.tokenize(batch.sigma, batch.times, batch.observed)[0]
+        weights = uncertainty_weights(sigma_tok, observed)
+    return inputs, times, observed, mask_token, tokens, loss_mask, weights
+
+
+def reconstruction_rmse(model: Teacher, data: TeacherData, s: PretrainSettings, seed: int = 1234,
+                        target: torch.Tensor | None = None) -> float:
+    """RMSE on masked positions with a fixed masking draw (comparable across steps and runs). `target` [N, C, T]
+    overrides the values to compare with (e.g. clean values when inputs were noised)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    preds, targets, masks = [], [], []
+    with torch.no_grad():
+        for i in range(0, len(data), 64):
+            batch = data.take(slice(i, i + 64))
+            inputs, times, observed, mask_token, tokens, loss_mask, _ = masked_batch(model, batch, s, gen)
+            preds.append(model(inputs, times, observed, mask_token)[0])
+            tgt = tokens if target is None else model.tokenize(target[i : i + 64], batch.times, batch.observed)[0]
+            targets.append(tgt)
+            masks.append(loss_mask)
+    return masked_rmse(torch.cat(preds), torch.cat(targets), torch.cat(masks))
+
+
+def _world() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _max_diff_across_ranks(model: torch.nn.Module) -> float:
+    """Largest |w_rank - w_rank0| over all weights and ranks (0.0 when replicas are identical)."""
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    ref = flat.clone()
+    dist.broadcast(ref, 0)
+    diff = (flat - ref).abs().max()
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
+
+
+def pretrain(ckpt: TeacherCheckpoint, train: TeacherData, val: TeacherData, s: PretrainSettings, out: str,
+             progress: bool = True) -> dict:
+    """Pretrain `ckpt.model` in place, checkpointing to `out`; resumes from `ckpt.trainer` when present."""
+    rank, world = _world()
+    model = ckpt.model
+    if s.batch_size < world:
+        raise UserError(f"batch size {s.batch_size} is smaller than the number of processes {world}")
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(s))
+    start = int(ckpt.state.get("step", 0))
+    history = list(ckpt.state.get("history", []))
+    if ckpt.trainer is not None:
+        opt.load_state_dict(ckpt.trainer["optimizer"])
+        sched.load_state_dict(ckpt.trainer["scheduler"])
+    net = model
+    if world > 1:  # without the mask token (ablation) its parameter gets no gradient
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=not s.use_mask_token)
+
+    def save(step):
+        if rank == 0:
+            ckpt.state = {**ckpt.state, "step": step, "history": history, "settings": asdict(s)}
+            ckpt.trainer = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+            save_teacher(out, ckpt)
+
+    bar = tqdm(range(start, s.steps), desc="pretrain", unit="step", initial=start, total=s.steps,
+               disable=not progress or rank != 0, leave=False)
+    for step in bar:
+        model.train()
+        rng = np.random.default_rng([s.seed, step])
+        idx = rng.choice(len(train), size=min(s.batch_size, len(train)), replace=False)[rank::world]
+        gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
+        torch.manual_seed(s.seed * 1_000_003 + step * 7919 + rank)  # dropout
+        inputs, times, observed, mask_token, tokens, loss_mask, weights = masked_batch(
+            model, train.take(torch.from_numpy(idx)), s, gen)
+        recon, _, _ = net(inputs, times, observed, mask_token)
+        loss = masked_reconstruction_loss(recon, tokens, loss_mask, weights)
+        if not torch.isfinite(loss):
+            raise UserError(f"pretraining loss became non-finite at step {step}; lower --lr or check the data")
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        done = step + 1
+        if rank == 0 and (done % s.eval_every == 0 or done == s.steps):
+            rmse = reconstruction_rmse(model, val, s) if len(val) else float("nan")
+            history.append({"step": done, "loss": round(loss.item(), 6), "val_rmse": round(rmse, 6)})
+            bar.set_postfix(loss=f"{loss.item():.4f}", val_rmse=f"{rmse:.4f}")
+        if done % s.checkpoint_every == 0 or done == s.steps:
+            save(done)
+    bar.close()
+    summary = {"steps": s.steps, "history": history,
+               "final_val_rmse": history[-1]["val_rmse"] if history else None}
+    if world > 1:
+        summary["ddp"] = {"world_size": world, "max_weight_diff_across_ranks": _max_diff_across_ranks(model)}
+        if rank == 0:
+            ckpt.state = {**ckpt.state, "ddp": summary["ddp"]}
+            save_teacher(out, ckpt)
+        dist.barrier()
+    return summary
+
+
+def resume_checkpoint(out: str) -> TeacherCheckpoint:
+    ckpt = load_teacher(out)
+    if ckpt.trainer is None:
+        raise UserError(f"{out}: no trainer state to resume from")
+    return ckpt

@@ -1,0 +1,51 @@
+"""Starting or resuming a pretraining run from the command line's options."""
+
+from __future__ import annotations
+
+import torch
+
+from ..data import load_spec
+from ..train import fit_preprocessing, resolve_split, split_from_spec
+from .data import prepare, time_scales
+from .masking import MaskSettings
+from .model import Teacher, TeacherConfig
+from .pretrain import PretrainSettings, pretrain, resume_checkpoint
+from .store import TeacherCheckpoint
+
+
+def _settings(d: dict) -> PretrainSettings:
+    return PretrainSettings(**{**d, "mask": MaskSettings(**d["mask"])})
+
+
+def start_or_resume(spec: dict, out: str, model_options: dict, settings: dict, split: dict, resume: bool = False,
+                    progress: bool = True) -> dict | None:
+    """Pretrain; returns the summary on rank 0 (None on the other ranks under torchrun)."""
+    if resume:
+        ckpt = resume_checkpoint(out)
+        spec, s = ckpt.data, _settings(ckpt.state["settings"])
+        ds = load_spec(spec)
+    else:
+        try:
+            s = _settings(settings)
+        except ValueError as e:
+            from edgekit_runtime.errors import UserError
+
+            raise UserError(str(e)) from None
+        ds = load_spec(spec)
+        method, test_groups = resolve_split(ds, split["split_method"], split["test_groups"])
+        spec = {**spec, "split": method, "test_groups": test_groups, "seed": s.seed, "val": split["val"],
+                "test": split["test"]}
+    train, val, _ = split_from_spec(ds, spec)
+    if not resume:
+        pre = fit_preprocessing(train, "stored", spec.get("stride") or ds.length)
+        torch.manual_seed(s.seed)  # every rank builds the same initial weights
+        size = model_options.pop("size")
+        cfg = TeacherConfig.of_size(size, n_channels=ds.n_channels, **model_options, **time_scales(ds))
+        ckpt = TeacherCheckpoint(Teacher(cfg), pre, spec, state={"size": size})
+    summary = pretrain(ckpt, prepare(train, ckpt.preprocessing), prepare(val, ckpt.preprocessing), s, out,
+                       progress=progress)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return None
+    return {**summary, "dataset": ds.name, "windows": {"train": len(train), "val": len(val)},
+            "parameters": sum(p.numel() for p in ckpt.model.parameters()), "attention": ckpt.model.cfg.attention,
+            "checkpoint": out}
