@@ -54,4 +54,4 @@ def format_description(d: dict) -> str:
     ]
     if d["eval_windows"]:
         rows.append(("eval windows", d["eval_windows"]))
-    return "\n".join(f"{k:<24}{v}" for k, v in rows)
+    return "\n".join(f"{k:<26}{v}" for k, v in rows)

@@ -112,6 +112,10 @@ class LiteRTModel(Model):
         raise UserError(f"{self.path}: model input {list(self._in['shape'])} does not fit windows [N, {c}, {t}]")
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
+        fixed = self._in.get("shape_signature", self._in["shape"])[0] > 0  # litert-torch exports batch 1
+        if fixed and len(windows) != self._batch:
+            return np.concatenate([self.logits(windows[i : i + self._batch])
+                                   for i in range(0, len(windows), self._batch)])
         x = self._layout(windows)
         if len(x) != self._batch:
             self.interpreter.resize_tensor_input(self._in["index"], [len(x), *x.shape[1:]])

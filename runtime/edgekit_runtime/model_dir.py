@@ -124,7 +124,8 @@ def _verify_files(root: Path, where: Path, manifest: dict) -> dict:
 def _model_entries(where: Path, manifest: dict, files: dict) -> list[dict]:
     if manifest.get("format") == 1:
         entry = manifest.get("model") or {}
-        models = [{"file": entry.get("file"), "precision": "fp32", "verification": manifest.get("verification", {})}]
+        models = [{**{k: entry[k] for k in ("format", "precision") if k in entry}, "file": entry.get("file"),
+                   "verification": manifest.get("verification", {})}]
     else:
         models = manifest.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):

@@ -1,0 +1,152 @@
+"""`edgekit bundle`: pack exported model directories into one verified bundle for the board.
+
+A bundle holds every model file (formats and precisions) of one trained model, its preprocess.json, the raw
+evaluation windows of the checkpoint's test split (eval.npz, plain arrays: nothing to unpickle) and a
+manifest (format 2) with the sha256 of every file, versions, verification metrics, classes and the expected
+input. Each model is run by the board runtime on the evaluation windows while bundling, and its accuracy is
+recorded, so `edgekit bench` on the board can be checked against it. Written atomically, as a directory or
+a `.tar.gz`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+
+from edgekit_runtime import __version__ as runtime_version
+from edgekit_runtime.engine import BACKENDS, installed_backends, open_model
+from edgekit_runtime.errors import UserError
+from edgekit_runtime.files import atomic_directory, atomic_write
+from edgekit_runtime.model_dir import EVAL, MANIFEST, PREPROCESS, TAR_SUFFIXES, load_bundle, sha256_file
+
+from . import __version__
+
+FORMAT = 2
+
+
+def _eval_windows(checkpoint: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw test-split windows of the checkpoint (before any preprocessing) and their labels, at most `limit`,
+    stratified by taking every k-th window."""
+    from .checkpoint import load_checkpoint
+    from .data import load_spec
+    from .train import split_from_spec
+
+    ckpt = load_checkpoint(checkpoint)
+    _, _, test = split_from_spec(load_spec(ckpt.data), ckpt.data)
+    if len(test) == 0:
+        raise UserError(f"{checkpoint}: the checkpoint's test split is empty; nothing to embed")
+    index = np.linspace(0, len(test) - 1, min(limit, len(test))).round().astype(int)
+    return test.values[index].astype(np.float32), test.labels[index].astype(np.int64), ckpt.classes
+
+
+def _accuracy(model_file, pre, windows, labels) -> float:
+    model = open_model(model_file)
+    x = pre.prepare_windows(windows)
+    pred = np.concatenate([model.logits(x[i : i + 64]).argmax(axis=1) for i in range(0, len(x), 64)])
+    return float((pred == labels).mean())
+
+
+def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None, eval_windows: int = 200,
+                 overwrite: bool = False) -> dict:
+    """Write the bundle; return its manifest."""
+    if not model_dirs:
+        raise UserError("give at least one model directory written by `edgekit export`")
+    sources = [load_bundle(d) for d in model_dirs]  # verifies every source against its own manifest
+    first = sources[0]
+    pre_json = (first.root / PREPROCESS).read_text()
+    for s in sources[1:]:
+        if json.loads((s.root / PREPROCESS).read_text()) != json.loads(pre_json):
+            raise UserError(f"{s.path}: its preprocessing differs from {first.path}'s; a bundle holds one model "
+                            "exported in several formats/precisions")
+    evals = None
+    if checkpoint is not None:
+        windows, labels, classes = _eval_windows(checkpoint, eval_windows)
+        if tuple(classes) != first.classes:
+            raise UserError(f"{checkpoint}: its classes differ from the exported models'")
+        evals = windows, labels
+
+    files, models = {}, []
+    for s in sources:
+        for m in s.models:
+            name = f"model-{m.precision}{m.path.suffix}"
+            if name in files:
+                raise UserError(f"two {m.format} {m.precision} models given ({m.path} and an earlier one)")
+            files[name] = m.path
+            entry = {"file": name, "format": m.format, "precision": m.precision, "bytes": m.path.stat().st_size,
+                     "verification": m.verification, "source": str(s.path)}
+            if evals is not None and BACKENDS[m.format] in installed_backends():
+                entry["eval_accuracy"] = _accuracy(m, first.preprocessing, *evals)
+            models.append(entry)
+
+    with tempfile.TemporaryDirectory() as staging:
+        root = Path(staging)
+        for name, src in files.items():
+            shutil.copyfile(src, root / name)
+        (root / PREPROCESS).write_text(pre_json)
+        if evals is not None:
+            np.savez_compressed(root / EVAL, windows=evals[0], labels=evals[1])
+        pre = first.preprocessing
+        manifest = {
+            "format": FORMAT,
+            "files": {n: sha256_file(root / n) for n in sorted(p.name for p in root.iterdir())},
+            "models": models,
+            "classes": list(first.classes),
+            "input": {"channels": list(pre.channels), "sampling_rate": pre.sampling_rate, "window": pre.window,
+                      "stride": pre.stride},
+            "model": {k: v for k, v in first.manifest.get("model", {}).items()
+                      if k in ("architecture", "parameters", "test_accuracy")},
+            "eval": {"file": EVAL, "windows": int(len(evals[1]))} if evals is not None else None,
+            "versions": {**first.manifest.get("versions", {}), "edgekit": __version__,
+                         "edgekit_runtime": runtime_version, "python": platform.python_version()},
+        }
+        (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        load_bundle(root)  # the runtime must accept what we wrote
+        if out.endswith(TAR_SUFFIXES):
+            _write_tar(root, out, overwrite)
+        else:
+            with atomic_directory(out, overwrite=overwrite) as tmp:
+                for p in root.iterdir():
+                    shutil.copyfile(p, tmp / p.name)
+    return manifest
+
+
+def _write_tar(root: Path, out: str, overwrite: bool) -> None:
+    """A reproducible archive: regular files only, sorted, no owner or time stamps."""
+    if Path(out).exists() and not overwrite:
+        raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
+    with atomic_write(out, binary=True) as f:
+        with tarfile.open(fileobj=f, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+            for p in sorted(root.iterdir()):
+                info = tarfile.TarInfo(p.name)
+                data = p.read_bytes()
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                tf.addfile(info, io.BytesIO(data))
+
+
+@click.command("bundle")
+@click.argument("model_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(),
+              help="Bundle to write: a directory, or a .tar.gz / .tgz archive.")
+@click.option("--checkpoint", type=click.Path(file_okay=False),
+              help="Embed raw windows of this checkpoint's test split (eval.npz) and record each model's accuracy "
+                   "on them; `edgekit bench` reports the board's accuracy on the same windows.")
+@click.option("--eval-windows", default=200, show_default=True, help="Most evaluation windows to embed.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
+def bundle_command(model_dirs, out, checkpoint, eval_windows, overwrite):
+    """Pack MODEL_DIRS (one model exported by `edgekit export` in one or more formats/precisions) into a bundle
+    for the board, with a manifest of sha256 digests the runtime checks before loading."""
+    m = build_bundle(list(model_dirs), out, checkpoint=checkpoint, eval_windows=eval_windows, overwrite=overwrite)
+    for e in m["models"]:
+        acc = f", eval accuracy {e['eval_accuracy']:.3f}" if "eval_accuracy" in e else ""
+        click.echo(f"model        {e['file']} ({e['bytes'] / 1024:.1f} KiB, {e['format']} {e['precision']}{acc})")
+    if m["eval"]:
+        click.echo(f"eval         {m['eval']['windows']} raw test windows")
+    click.echo(f"wrote        {out} ({len(m['files'])} files, sha256 in {MANIFEST})")
