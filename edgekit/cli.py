@@ -143,15 +143,16 @@ def split_options(f):
 @click.option("--patience", default=40, show_default=True, help="Epochs without validation improvement to stop.")
 @click.option("--lr", default=3e-3, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
-@click.option("--filters", default=8, show_default=True, help="Filters per multi-scale branch.")
-@click.option("--dim", default=32, show_default=True, help="Feature size after the spatial convolution.")
+@click.option("--params", default="10k", show_default=True,
+              help="Parameter budget: the widest MSA-CNN that fits (e.g. 3k, 10k, 30k).")
+@click.option("--width", type=int, help="Set the MSA-CNN width directly instead of --params (4: the paper's small).")
 @click.option("--normalize", type=click.Choice(["stored", "window"]), default="stored", show_default=True,
               help="Per-channel normalisation with training statistics, or per window.")
 @click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/checkpoint].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(split_method, test_groups, val, test_fraction, seed, epochs, patience, lr, batch_size, filters, dim,
+def train(split_method, test_groups, val, test_fraction, seed, epochs, patience, lr, batch_size, params, width,
           normalize, out, overwrite, json_out, quiet, **spec):
     """Train the MSA-CNN student on the labels of DATASET and save a checkpoint.
 
@@ -163,7 +164,7 @@ def train(split_method, test_groups, val, test_fraction, seed, epochs, patience,
     out = out or f"runs/{spec['dataset'].replace('/', '_')}/checkpoint"
     summary = train_student(spec, out, split_method=split_method, test_groups=_csv_list(test_groups), val=val,
                             test=test_fraction, seed=seed, epochs=epochs, patience=patience, lr=lr,
-                            batch_size=batch_size, filters=filters, dim=dim, normalize=normalize,
+                            batch_size=batch_size, params=params, width=width, normalize=normalize,
                             overwrite=overwrite, progress=not quiet)
     if json_out:
         from edgekit_runtime.files import write_text_atomic
@@ -172,7 +173,8 @@ def train(split_method, test_groups, val, test_fraction, seed, epochs, patience,
     m = summary["metrics"]
     click.echo(f"dataset      {summary['dataset']} ({summary['windows']['train']} train, "
                f"{summary['windows']['val']} val, {summary['windows']['test']} test windows)\n"
-               f"model        MSA-CNN, {summary['parameters']:,} parameters\n"
+               f"model        MSA-CNN width {summary['model']['width']}, {summary['parameters']:,} parameters, "
+               f"{summary['macs']:,} MACs per window\n"
                f"training     {m['epochs_run']} epochs (best at {m['best_epoch']})\n"
                f"test         accuracy {m['test_accuracy']:.3f}, macro-F1 {m['test_macro_f1']:.3f}\n"
                f"checkpoint   {out}")

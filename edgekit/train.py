@@ -141,23 +141,32 @@ def fit_preprocessing(train, normalize: str, stride: int) -> Preprocessing:
     return Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, normalize, mean, std)
 
 
+def student_config(ds, params: str = "10k", width: int | None = None):
+    """The student for a dataset: `width` when given, else the widest that fits the `params` budget."""
+    from .models.msa_cnn import MSACNNConfig, config_for_budget, parse_budget
+
+    try:
+        if width is not None:
+            return MSACNNConfig.build(ds.n_channels, len(ds.class_names), ds.length, width=width)
+        return config_for_budget(ds.n_channels, len(ds.class_names), ds.length, parse_budget(params))
+    except ValueError as e:
+        raise UserError(f"cannot build the student: {e}") from None
+
+
 def train_student(spec: dict, out: str, split_method: str | None = None, test_groups: list[str] | None = None,
                   val: float = 0.2, test: float = 0.2, seed: int = 0, epochs: int = 300, patience: int = 40,
-                  lr: float = 3e-3, batch_size: int = 16, filters: int = 8, dim: int = 32,
+                  lr: float = 3e-3, batch_size: int = 16, params: str = "10k", width: int | None = None,
                   normalize: str = "stored", overwrite: bool = False, progress: bool = True) -> dict:
     """Load data, train an MSA-CNN on its labels, evaluate on the test split, save a checkpoint; return a summary."""
     from .checkpoint import Checkpoint, save_checkpoint
-    from .models import MSACNN, MSACNNConfig, count_parameters
+    from .models import MSACNN, count_macs, count_parameters
 
     ds, spec, tr, va, te = labelled_splits(spec, split_method, test_groups, val, test, seed)
     pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length)
     x = {k: pre.prepare_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
 
     torch.manual_seed(seed)
-    try:
-        cfg = MSACNNConfig(ds.n_channels, len(ds.class_names), ds.length, filters=filters, dim=dim)
-    except ValueError as e:
-        raise UserError(f"cannot build the model: {e}") from None
+    cfg = student_config(ds, params, width)
     model = MSACNN(cfg)
     settings = TrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, seed=seed)
     history = train_classifier(model, x["train"], tr.labels, x["val"], va.labels, settings, progress=progress)
@@ -165,5 +174,5 @@ def train_student(spec: dict, out: str, split_method: str | None = None, test_gr
     metrics = {**history, "test_accuracy": test_metrics["accuracy"], "test_macro_f1": test_metrics["macro_f1"]}
     save_checkpoint(out, Checkpoint(model, pre, ds.class_names, spec, metrics), overwrite=overwrite)
     return {"dataset": ds.name, "windows": {"train": len(tr), "val": len(va), "test": len(te)},
-            "parameters": count_parameters(model), "model": cfg.to_dict(), "metrics": metrics,
+            "parameters": count_parameters(model), "macs": count_macs(model), "model": cfg.to_dict(), "metrics": metrics,
             "checkpoint": str(out)}

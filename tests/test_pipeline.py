@@ -10,18 +10,33 @@ from click.testing import CliRunner
 from edgekit.checkpoint import load_checkpoint
 from edgekit.data import load_dataset
 from edgekit.export import export_checkpoint
-from edgekit.models import MSACNN, MSACNNConfig, count_parameters
+from edgekit.models import MSACNN, MSACNNConfig, config_for_budget, count_macs, count_parameters
 from edgekit_exporters import ExportMismatch, export_onnx
 from edgekit_runtime.cli import main
+from edgekit_runtime.errors import UserError
 from edgekit_runtime.runner import Runner
 from edgekit_runtime.stream import process_recording
 
 
-def test_default_student_is_near_ten_thousand_parameters():
-    n = count_parameters(MSACNN(MSACNNConfig(n_channels=6, n_classes=4, length=100)))
-    assert 8_000 <= n <= 12_000
-    modules = MSACNN(MSACNNConfig(6, 4, 100)).modules()
-    assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in modules)
+def test_default_student_is_the_widest_within_ten_thousand_parameters():
+    cfg = config_for_budget(6, 4, 100, 10_000)
+    n = count_parameters(MSACNN(cfg))
+    assert 6_000 <= n <= 10_000
+    wider = MSACNNConfig.build(6, 4, 100, width=cfg.width + 1)
+    assert count_parameters(MSACNN(wider)) > 10_000
+    assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in MSACNN(cfg).modules())
+
+
+def test_too_small_a_budget_names_the_smallest_possible():
+    with pytest.raises(UserError, match="smallest MSA-CNN for 6 channels, 4 classes and 100 samples has 656"):
+        config_for_budget(6, 4, 100, 500)
+
+
+def test_macs_count_the_convolutions_linears_and_attention():
+    cfg = MSACNNConfig.build(1, 2, 64, width=1, scales=1, scale_kernel=1, layers=0)
+    # conv 1x15 (8 filters) on 64 steps; 1x1 integrate 8->4; spatial 4->8; embedding 8->4; classifier 4->2
+    expected = 64 * 8 * 15 + 64 * 4 * 8 + 64 * 8 * 4 + 64 * 4 * 8 + 2 * 4
+    assert count_macs(MSACNN(cfg)) == expected
 
 
 def test_training_beats_what_a_broken_model_could_reach(basic_motions_run):
@@ -104,7 +119,7 @@ def test_exporter_catches_a_model_that_differs_from_its_export(tmp_path):
             out = super().forward(x)
             return out + 1.0 if torch.compiler.is_compiling() else out
 
-    model = Drifting(MSACNNConfig(2, 3, 16)).eval()
+    model = Drifting(MSACNNConfig.build(2, 3, 16)).eval()
     x = np.random.default_rng(0).normal(size=(6, 2, 16)).astype(np.float32)
     with pytest.raises(ExportMismatch):
         export_onnx(model, tmp_path / "m.onnx", x)
