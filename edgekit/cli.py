@@ -182,24 +182,39 @@ def train(split_method, test_groups, val, test_fraction, seed, epochs, patience,
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="int8: static post-training quantisation calibrated on training windows; fp16: TFLite only.")
 @click.option("--out", type=click.Path(file_okay=False), help="Model directory [default: beside the checkpoint, "
-                                                               "named model-FORMAT].")
-@click.option("--atol", default=1e-4, show_default=True, help="Largest allowed |torch - exported| on logits.")
+                                                               "named model-FORMAT[-PRECISION]].")
+@click.option("--atol", type=float, help="Largest allowed |torch - exported| on logits "
+                                         "[default: fp32 1e-4, fp16 0.02, int8 not checked].")
+@click.option("--min-agreement", type=float, help="Smallest allowed share of windows with torch's argmax "
+                                                  "[default: fp32 1.0, fp16 0.99, int8 0.95].")
+@click.option("--max-accuracy-drop", type=float, help="Largest allowed test-accuracy loss against torch, 0..1 "
+                                                      "[default: fp16 0.01, int8 0.02].")
+@click.option("--calibration-size", default=256, show_default=True,
+              help="int8: training windows used to fit activation ranges.")
+@click.option("--quant-format", type=click.Choice(["qoperator", "qdq"]), default="qoperator", show_default=True,
+              help="ONNX int8 graph form: QLinear* operators, or Quantize/Dequantize pairs around float ops.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
-def export(checkpoint, fmt, out, atol, overwrite):
+def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_drop, calibration_size, quant_format,
+           overwrite):
     """Export CHECKPOINT to a model directory for the board, verified against torch on held-out windows.
 
-    The directory holds the model file, preprocess.json and manifest.json (sha256 of every file and the
-    verification metrics). An export that does not match torch within --atol is refused and nothing is written.
+    The directory holds the model file, preprocess.json and manifest.json (sha256 of every file, the op
+    histogram and the verification metrics). An export outside tolerance is refused and nothing is written.
     """
     from pathlib import Path
 
     from .export import export_checkpoint
 
-    out = out or str(Path(checkpoint).parent / f"model-{fmt}")
-    m = export_checkpoint(checkpoint, out, atol=atol, overwrite=overwrite)
+    out = out or str(Path(checkpoint).parent / f"model-{fmt}{'' if precision == 'fp32' else '-' + precision}")
+    m = export_checkpoint(checkpoint, out, fmt, precision, atol=atol, min_agreement=min_agreement,
+                          max_accuracy_drop=max_accuracy_drop, calibration_size=calibration_size,
+                          quant_format=quant_format, overwrite=overwrite)
     v = m["verification"]
-    click.echo(f"wrote        {out}/{m['model']['file']} ({m['model']['bytes'] / 1024:.1f} KiB, opset {v['opset']})\n"
+    acc = f", accuracy delta {v['accuracy_delta']:+.3f}" if "accuracy_delta" in v else ""
+    click.echo(f"wrote        {out}/{m['model']['file']} ({m['model']['bytes'] / 1024:.1f} KiB, {fmt} {precision})\n"
                f"verified     {v['windows']} held-out windows: max abs diff {v['max_abs_diff']:.2e}, "
-               f"argmax agreement {v['argmax_agreement']:.3f}")
+               f"argmax agreement {v['argmax_agreement']:.3f}{acc}")

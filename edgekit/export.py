@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-from pathlib import Path
 
 from edgekit_runtime.files import atomic_directory
 from edgekit_runtime.model_dir import MANIFEST, PREPROCESS, sha256_file
@@ -15,33 +14,52 @@ from .data import load_spec
 from .models import count_parameters
 from .train import split_from_spec
 
-MODEL_FILE = "model.onnx"
 
-
-def export_checkpoint(checkpoint: str, out: str, atol: float = 1e-4, overwrite: bool = False) -> dict:
-    """Export to ONNX, verify on the checkpoint's held-out test windows, and write the model directory atomically.
-
-    Returns the manifest."""
-    import onnxruntime
+def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: str = "fp32",
+                      atol: float | None = None, min_agreement: float | None = None,
+                      max_accuracy_drop: float | None = None, calibration_size: int = 256,
+                      quant_format: str = "qoperator", overwrite: bool = False) -> dict:
+    """Export as `fmt`/`precision`, verify on the checkpoint's held-out test windows, write the model directory
+    atomically. int8 is calibrated on `calibration_size` windows of the training split. Tolerances left as None
+    take the precision's defaults (edgekit_exporters.DEFAULT_TOLERANCES). Returns the manifest."""
     import torch
-    from edgekit_exporters import Tolerance, export_onnx
+    from edgekit_exporters import (DEFAULT_TOLERANCES, calibration_windows, export_model, model_filename,
+                                   op_histogram)
+    from edgekit_exporters.formats import check_choice
 
+    check_choice(fmt, precision)
+    tolerance = DEFAULT_TOLERANCES[precision].merged(max_abs_diff=atol, min_agreement=min_agreement,
+                                                     max_accuracy_drop=max_accuracy_drop)
     ckpt = load_checkpoint(checkpoint)
     ds = load_spec(ckpt.data)
-    _, _, test = split_from_spec(ds, ckpt.data)
+    train, _, test = split_from_spec(ds, ckpt.data)
     windows = ckpt.preprocessing.prepare_windows(test.values)
+    calibration = None
+    if precision == "int8":
+        calibration = calibration_windows(ckpt.preprocessing.prepare_windows(train.values), calibration_size,
+                                          seed=ckpt.data.get("seed", 0))
+    name = model_filename(fmt, precision)
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        verification = export_onnx(ckpt.model, tmp / MODEL_FILE, windows, test.labels, Tolerance(max_abs_diff=atol))
+        verification = export_model(ckpt.model, tmp / name, fmt, precision, windows, test.labels, calibration,
+                                    tolerance, quant_format)
         preprocess = {**ckpt.preprocessing.to_json(), "classes": list(ckpt.classes)}
         (tmp / PREPROCESS).write_text(json.dumps(preprocess, indent=2) + "\n")
         manifest = {
             "format": 1,
-            "files": {name: sha256_file(tmp / name) for name in (MODEL_FILE, PREPROCESS)},
-            "model": {"file": MODEL_FILE, "bytes": (tmp / MODEL_FILE).stat().st_size, "architecture": "msa_cnn",
-                      "parameters": count_parameters(ckpt.model), "test_accuracy": ckpt.metrics.get("test_accuracy")},
+            "files": {n: sha256_file(tmp / n) for n in (name, PREPROCESS)},
+            "model": {"file": name, "format": fmt, "precision": precision, "bytes": (tmp / name).stat().st_size,
+                      "architecture": "msa_cnn", "parameters": count_parameters(ckpt.model),
+                      "test_accuracy": ckpt.metrics.get("test_accuracy"), "ops": op_histogram(tmp / name)},
             "verification": verification,
-            "versions": {"edgekit": __version__, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "versions": {"edgekit": __version__, "torch": torch.__version__, **_backend_versions(fmt),
                          "python": platform.python_version()},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _backend_versions(fmt: str) -> dict:
+    from importlib.metadata import version
+
+    packages = {"onnx": ("onnx", "onnxruntime"), "tflite": ("litert-torch", "ai-edge-litert")}[fmt]
+    return {p: version(p) for p in packages}

@@ -1,0 +1,73 @@
+"""Static int8 ONNX: onnxruntime post-training quantisation of the fp32 graph, calibrated on training windows.
+
+Measured on the MSA-CNN student (benchmarks/export_formats.py): quantising only Conv/MatMul/Gemm and keeping
+LayerNorm, GELU (Erf), Softmax and the element-wise ops in float is both the most accurate and the fastest
+variant; QDQ around every op adds Quantize/Dequantize pairs whose cost exceeds what int8 saves on a model this
+small. QOperator (QLinearConv/QLinearMatMul) is the default; QDQ stays available for runtimes that prefer it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from .onnx_export import INPUT_NAME, check_onnx, strip_metadata, to_onnx
+from .verify import DEFAULT_TOLERANCES, Tolerance
+
+QUANT_FORMATS = ("qoperator", "qdq")
+# Ops whose int8 kernels pay; the rest (LayerNorm, Erf, Softmax, Add, Mul, pooling) stay float.
+INT8_OPS = ("Conv", "MatMul", "Gemm")
+
+
+class _Windows:
+    """onnxruntime's CalibrationDataReader protocol: one window per call, None when done."""
+
+    def __init__(self, windows: np.ndarray):
+        self._it = iter(range(len(windows)))
+        self._windows = windows
+
+    def get_next(self):
+        i = next(self._it, None)
+        return None if i is None else {INPUT_NAME: self._windows[i : i + 1]}
+
+    def rewind(self):
+        self._it = iter(range(len(self._windows)))
+
+
+def quantize_onnx(fp32: onnx.ModelProto, out: str | Path, calibration: np.ndarray, quant_format: str = "qoperator",
+                  per_channel: bool = True, op_types: tuple[str, ...] | None = INT8_OPS) -> None:
+    """Write the static int8 version of `fp32` to `out`. `op_types=None` quantises every op ORT can."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if quant_format not in QUANT_FORMATS:
+        raise ValueError(f"quant_format must be one of {QUANT_FORMATS}")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
+        onnx.save(fp32, str(src))
+        quant_pre_process(str(src), str(pre))  # shape inference + graph optimisation, as ORT recommends
+        qdq = quant_format == "qdq"
+        quantize_static(
+            str(pre), str(out), _Windows(calibration),
+            quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
+            op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,
+            # QOperator kernels on x86/ARM are fastest with uint8 activations and int8 weights
+            activation_type=QuantType.QInt8 if qdq else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    onnx.save(strip_metadata(onnx.load(str(out))), str(out))
+
+
+def export_onnx_int8(model: torch.nn.Module, path: str | Path, check_windows: np.ndarray, calibration: np.ndarray,
+                     check_labels: np.ndarray | None = None, tolerance: Tolerance = DEFAULT_TOLERANCES["int8"],
+                     quant_format: str = "qoperator") -> dict:
+    """Export, quantise with `calibration` windows (see calibration.calibration_windows), verify against torch."""
+    path = Path(path)
+    quantize_onnx(to_onnx(model, check_windows), path, calibration, quant_format)
+    metrics = check_onnx(path, model, check_windows, check_labels, tolerance, f"ONNX int8 export {path.name}")
+    return {**metrics, "format": "onnx", "precision": "int8", "quant_format": quant_format,
+            "int8_ops": list(INT8_OPS), "per_channel": True, "calibration_windows": int(len(calibration))}

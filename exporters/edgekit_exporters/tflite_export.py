@@ -1,0 +1,150 @@
+"""torch -> TFLite with litert-torch (no TensorFlow): fp32, fp16 weights, or static int8 (PT2E).
+
+The converted graph has a fixed batch of 1 (litert-torch cannot lower a symbolic batch for this model), which is
+how the board runs it: one window per call.
+int8 uses litert-torch's PT2E quantizer: Conv2d and Linear get per-channel int8 weights and int8 activations
+calibrated on training windows; LayerNorm, GELU and softmax stay float. Inputs and outputs are int8 (full
+integer); the runtime quantises windows with the model's own scale and zero point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgekit_runtime.errors import UserError
+
+from .onnx_export import torch_logits
+from .support import explain_failure
+from .verify import DEFAULT_TOLERANCES, Tolerance, verify_logits
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@contextlib.contextmanager
+def _silenced():
+    """Send the converters' progress bars and native (absl/MLIR) log lines to /dev/null; errors still raise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def _convert(model: torch.nn.Module, example: torch.Tensor, origin: torch.nn.Module | None = None, **kwargs) -> bytes:
+    """The .tflite bytes of `model`; failures are explained in terms of `origin` (the user's model)."""
+    import litert_torch
+
+    litert_torch.config.show_progress = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bytes(litert_torch.convert(model, (example,), **kwargs).model_content())
+    except Exception as e:  # litert-torch raises RuntimeError/ValueError/JAX errors; name the op and layer
+        raise explain_failure(e, origin or model, example, "TFLite") from None
+
+
+def _int8(model: torch.nn.Module, example: torch.Tensor, calibration: np.ndarray) -> bytes:
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            graph = torch.export.export(model, (example,)).module()
+        except Exception as e:
+            raise explain_failure(e, model, example, "TFLite") from None
+        graph = prepare_pt2e(graph, quantizer)
+        with torch.no_grad():
+            for i in range(len(calibration)):  # the graph was traced with batch 1
+                graph(torch.from_numpy(calibration[i : i + 1]))
+        graph = convert_pt2e(graph, fold_quantize=False)
+        move_exported_model_to_eval(graph)
+    return _convert(graph, example, origin=model, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+
+def _fp16(fp32: bytes) -> bytes:
+    """fp16 weights (FLOAT_CASTING in ai-edge-quantizer): half the weight bytes, float compute."""
+    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.quantizer import Quantizer
+
+    q = Quantizer(bytearray(fp32))
+    q.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                             algorithm_key=AlgorithmName.FLOAT_CASTING)
+    return bytes(q.quantize().quantized_model)
+
+
+def op_histogram(path: str | Path) -> dict[str, int]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = Interpreter(model_path=str(path))._get_ops_details()
+    return dict(sorted(Counter(o["op_name"] for o in ops).items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def export_tflite(model: torch.nn.Module, path: str | Path, check_windows: np.ndarray,
+                  check_labels: np.ndarray | None = None, precision: str = "fp32",
+                  calibration: np.ndarray | None = None, tolerance: Tolerance | None = None) -> dict:
+    """Convert, write `path`, run it with the runtime's LiteRT backend and compare with torch.
+
+    On a mismatch the file is removed and ExportMismatch is raised. Returns the verification metrics.
+    """
+    from edgekit_runtime.engine import LiteRTModel
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}")
+    if precision == "int8" and calibration is None:
+        raise ValueError("int8 needs calibration windows")
+    path = Path(path)
+    model = model.eval()
+    example = torch.from_numpy(np.ascontiguousarray(check_windows[:1]))
+    with _silenced():
+        if precision == "int8":
+            content = _int8(model, example, calibration)
+        else:
+            content = _convert(model, example)
+            if precision == "fp16":
+                content = _fp16(content)
+    path.write_bytes(content)
+    try:
+        try:
+            runner = LiteRTModel(path)
+        except UserError as e:  # e.g. an op the converter emits but the interpreter has no kernel for
+            raise explain_failure(e, model, example, "TFLite") from None
+        exported = np.concatenate([runner.logits(check_windows[i : i + 1]) for i in range(len(check_windows))])
+        metrics = verify_logits(torch_logits(model, check_windows), exported, check_labels,
+                                tolerance or DEFAULT_TOLERANCES[precision], what=f"TFLite {precision} export {path.name}")
+        io = runner.io()
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    metrics.update(format="tflite", precision=precision, input_shape=io["inputs"][0]["shape"],
+                   input_type=io["inputs"][0]["type"], output_type=io["outputs"][0]["type"])
+    if calibration is not None:
+        metrics["calibration_windows"] = int(len(calibration))
+    return metrics

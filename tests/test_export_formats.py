@@ -1,0 +1,154 @@
+"""Every format and precision, exported from the real BasicMotions student and run by the runtime, agrees with
+torch on the held-out windows; bad calibration data and unsupported ops are refused with a clear message."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgekit.checkpoint import load_checkpoint
+from edgekit.data import load_dataset
+from edgekit.export import export_checkpoint
+from edgekit_exporters import ExportMismatch, Tolerance, calibration_windows, export_model, verify_logits
+from edgekit_runtime.engine import open_model
+from edgekit_runtime.errors import UserError
+from edgekit_runtime.model_dir import load_bundle
+from test_cli_errors import assert_one_line_error, edgekit
+
+
+@pytest.fixture(scope="module")
+def test_windows(basic_motions_run):
+    ckpt = load_checkpoint(basic_motions_run["root"] / "checkpoint")
+    ds = load_dataset("BasicMotions")
+    test = ds.subset(np.flatnonzero(ds.groups == "test"))
+    x = ckpt.preprocessing.prepare_windows(test.values)
+    with torch.no_grad():
+        ref = ckpt.model(torch.from_numpy(x)).numpy()
+    return x, test.labels, ref
+
+
+CASES = [("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8")]
+
+
+@pytest.fixture(scope="module")
+def exports(basic_motions_run, tmp_path_factory):
+    """The student exported once per case: {(format, precision): (model directory, manifest)}."""
+    root = tmp_path_factory.mktemp("exports")
+    ckpt = str(basic_motions_run["root"] / "checkpoint")
+    return {(f, p): (root / f"{f}-{p}", export_checkpoint(ckpt, str(root / f"{f}-{p}"), f, p, calibration_size=24))
+            for f, p in CASES}
+
+
+@pytest.mark.parametrize("fmt,precision", CASES)
+def test_export_runs_on_the_runtime_and_agrees_with_torch(exports, test_windows, fmt, precision):
+    x, labels, ref = test_windows
+    out, manifest = exports[fmt, precision]
+    entry, v = manifest["model"], manifest["verification"]
+    assert (entry["format"], entry["precision"]) == (fmt, precision)
+    assert v["windows"] == 40 and v["argmax_agreement"] >= 0.95 and abs(v["accuracy_delta"]) <= 0.02
+    assert sum(entry["ops"].values()) > 10
+
+    # independently of the exporter's own check: load the directory as the board does and compare with torch
+    bundle = load_bundle(out)
+    assert bundle.models[0].precision == precision and bundle.models[0].format == fmt
+    got = open_model(bundle.models[0]).logits(x)
+    agreement = (got.argmax(1) == ref.argmax(1)).mean()
+    assert agreement >= 0.95
+    if precision == "fp32":
+        assert np.abs(got - ref).max() < 1e-4
+    elif precision == "fp16":
+        assert np.abs(got - ref).max() < 2e-2
+    else:  # int8 logits move, but stay close on the scale of the logits themselves
+        assert np.abs(got - ref).max() < 0.25 * np.abs(ref).max()
+        assert v["calibration_windows"] == 24
+
+
+def test_onnx_int8_is_smaller_and_uses_integer_kernels(basic_motions_run, exports):
+    fp32 = basic_motions_run["manifest"]["model"]
+    q = exports["onnx", "int8"][1]["model"]
+    assert q["bytes"] < 0.7 * fp32["bytes"]
+    assert q["ops"].get("QLinearConv", 0) >= 1 and q["ops"].get("QLinearMatMul", 0) >= 1
+    # attention's softmax and LayerNorm stay in float
+    for op in ("Softmax", "LayerNormalization"):
+        assert q["ops"].get(op) == fp32["ops"].get(op) >= 1
+    assert fp32["ops"]["Conv"] >= 2 and not any(op.startswith("QLinear") for op in fp32["ops"])
+
+
+def test_int8_outside_tolerance_is_refused_and_writes_nothing(basic_motions_run, tmp_path):
+    with pytest.raises(ExportMismatch, match="max abs diff"):
+        export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "m"), "onnx", "int8",
+                          atol=1e-6, calibration_size=8)
+    assert not list(tmp_path.iterdir())
+
+
+def test_accuracy_drop_is_checked():
+    ref = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])
+    worse = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 2.0]])  # one of four windows flips
+    labels = np.array([0, 1, 0, 1])
+    m = verify_logits(ref, worse, labels, Tolerance(max_abs_diff=None, min_agreement=0.7, max_accuracy_drop=0.3))
+    assert m["argmax_agreement"] == 0.75 and m["accuracy_delta"] == -0.25
+    with pytest.raises(ExportMismatch, match="accuracy drop 0.25"):
+        verify_logits(ref, worse, labels, Tolerance(max_abs_diff=None, min_agreement=0.7, max_accuracy_drop=0.1))
+
+
+def test_calibration_set_is_checked():
+    x = np.random.default_rng(0).normal(size=(50, 3, 20)).astype(np.float32)
+    sample = calibration_windows(x, size=10, seed=1)
+    assert sample.shape == (10, 3, 20)
+    assert all(any(np.array_equal(s, w) for w in x) for s in sample)  # drawn from the set, not synthesised
+    with pytest.raises(UserError, match="calibration set is empty"):
+        calibration_windows(x[:0])
+    x[7, 1, 3] = np.nan
+    with pytest.raises(UserError, match="NaN or inf in 1 of 50 windows.*window 7"):
+        calibration_windows(x)
+
+
+class _WithMedian(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, (1, 3))
+        self.pool = _MedianPool()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.conv(x.unsqueeze(1))))
+
+
+class _MedianPool(nn.Module):
+    def forward(self, x):
+        return x.median(dim=-1).values.mean(dim=-1)
+
+
+class _WithSort(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(5, 2)
+        self.rank = _TopValues()
+
+    def forward(self, x):
+        return self.fc(self.rank(x))
+
+
+class _TopValues(nn.Module):
+    def forward(self, x):
+        return torch.sort(x, dim=-1, descending=True).values[..., :5].mean(dim=1)
+
+
+@pytest.mark.parametrize("model,op,layer", [(_WithMedian(), "median", "pool"), (_WithSort(), "sort", "rank")])
+def test_unsupported_op_names_op_layer_and_alternative(tmp_path, model, op, layer):
+    x = np.random.default_rng(0).normal(size=(4, 3, 16)).astype(np.float32)
+    with pytest.raises(UserError) as e:
+        export_model(model.eval(), tmp_path / "m.tflite", "tflite", "fp32", x)
+    msg = str(e.value)
+    assert f"op '{op}'" in msg and f"layer '{layer}'" in msg and "use " in msg and "\n" not in msg
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_cli_rejects_onnx_fp16_and_info_shows_int8_ops(basic_motions_run, exports, tmp_path):
+    ckpt = basic_motions_run["root"] / "checkpoint"
+    assert_one_line_error(edgekit("export", ckpt, "--format", "onnx", "--precision", "fp16", "--out", tmp_path / "x"),
+                          "onnx export supports precision fp32, int8, not fp16")
+    assert not (tmp_path / "x").exists()
+    info = edgekit("info", exports["onnx", "int8"][0])
+    assert info.returncode == 0, info.stderr
+    assert "QLinearConv" in info.stdout and "int8" in info.stdout
