@@ -1,9 +1,11 @@
 """Static int8 ONNX: onnxruntime post-training quantisation of the fp32 graph, calibrated on training windows.
 
-Measured on the MSA-CNN student (benchmarks/export_formats.py): quantising only Conv/MatMul/Gemm and keeping
-LayerNorm, GELU (Erf), Softmax and the element-wise ops in float is both the most accurate and the fastest
-variant; QDQ around every op adds Quantize/Dequantize pairs whose cost exceeds what int8 saves on a model this
-small. QOperator (QLinearConv/QLinearMatMul) is the default; QDQ stays available for runtimes that prefer it.
+Measured on the MSA-CNN student (benchmarks/results/export_formats.md, 2-core x86, one thread): QOperator
+(QLinearConv/QLinearMatMul) beats QDQ, whose extra DequantizeLinear nodes cost more than int8 saves; int8 is still
+slower than fp32 here, because every quantised op sits between float neighbours and pays a Quantize/Dequantize
+pair, and ORT's int8 kernels are no faster than its fp32 ones at these channel counts. Only Conv/MatMul/Gemm are
+quantised by default: LayerNorm, GELU, softmax and the residual adds of attention stay float, where int8 costs
+accuracy on attention blocks. QDQ stays available for runtimes that prefer it.
 """
 
 from __future__ import annotations
