@@ -83,7 +83,7 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
             entry = {"file": name, "format": m.format, "precision": m.precision, "bytes": m.path.stat().st_size,
                      "verification": m.verification, "source": str(s.path)}
             if evals is not None and BACKENDS[m.format] in installed_backends():
-                entry["eval_accuracy"] = _accuracy(m, first.preprocessing, *evals)
+                entry["verification"] = {**m.verification, "eval_accuracy": _accuracy(m, first.preprocessing, *evals)}
             models.append(entry)
 
     with tempfile.TemporaryDirectory() as staging:
@@ -145,7 +145,8 @@ def bundle_command(model_dirs, out, checkpoint, eval_windows, overwrite):
     for the board, with a manifest of sha256 digests the runtime checks before loading."""
     m = build_bundle(list(model_dirs), out, checkpoint=checkpoint, eval_windows=eval_windows, overwrite=overwrite)
     for e in m["models"]:
-        acc = f", eval accuracy {e['eval_accuracy']:.3f}" if "eval_accuracy" in e else ""
+        acc = e["verification"].get("eval_accuracy")
+        acc = f", eval accuracy {acc:.3f}" if acc is not None else ""
         click.echo(f"model        {e['file']} ({e['bytes'] / 1024:.1f} KiB, {e['format']} {e['precision']}{acc})")
     if m["eval"]:
         click.echo(f"eval         {m['eval']['windows']} raw test windows")

@@ -43,7 +43,7 @@ def test_bundle_holds_model_preprocessing_eval_windows_and_a_complete_manifest(b
     windows, labels = b.eval_set()
     assert windows.shape == (40, 6, 100) and np.bincount(labels).tolist() == [10, 10, 10, 10]
     # the board runtime's accuracy on the embedded raw windows equals the compile side's test accuracy
-    assert m["models"][0]["eval_accuracy"] == basic_motions_run["summary"]["metrics"]["test_accuracy"]
+    assert m["models"][0]["verification"]["eval_accuracy"] == basic_motions_run["summary"]["metrics"]["test_accuracy"]
 
 
 def test_archive_and_directory_bundles_predict_like_the_model_directory(bundles, basic_motions_run):

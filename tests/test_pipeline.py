@@ -93,17 +93,6 @@ def test_run_command_on_a_csv_stream(basic_motions_run, tmp_path):
     assert records[0]["window_end"] == pytest.approx(9.9)
 
 
-def test_bench_reports_latency_and_throughput(basic_motions_run, tmp_path):
-    out = tmp_path / "bench.json"
-    r = CliRunner().invoke(main, ["bench", str(basic_motions_run["root"] / "model"), "--windows", "50",
-                                  "--json", str(out)])
-    assert r.exit_code == 0, r.output
-    assert "inference" in r.output and "windows/s" in r.output
-    res = json.loads(out.read_text())
-    assert 0 < res["inference"]["median_ms"] <= res["inference"]["p99_ms"]
-    assert res["windows_per_second"]["batch_1"] > 0 and res["input"] == [6, 100]
-
-
 def test_export_outside_tolerance_is_refused_and_writes_nothing(basic_motions_run, tmp_path):
     with pytest.raises(ExportMismatch, match="does not match torch"):
         export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "m"), atol=0.0)

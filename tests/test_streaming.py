@@ -137,3 +137,16 @@ def test_invalid_signal_settings_are_user_errors(change, message):
         d["resample"] = {"max_gap_s": change["max_gap"]}
     with pytest.raises(UserError, match=message):
         Preprocessing.from_json(d)
+
+
+@pytest.mark.parametrize("settings", [{}, {"max_gap": None}, {"detrend": "constant", "normalize": "window"},
+                                      {"filter": None, "detrend": "none"}])
+def test_numba_path_agrees_with_the_plain_numpy_reference(settings):
+    from edgekit_runtime import reference
+
+    pre = full_preprocessing(**settings)
+    times, values, _ = irregular_recording(np.random.default_rng(5))
+    got = process_recording(pre, times, values)[1]
+    ref = reference.process(pre, times, values)
+    assert got.shape == ref.shape and len(got) > 50
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)

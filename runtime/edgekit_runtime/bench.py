@@ -1,18 +1,38 @@
-"""`edgekit bench`: latency and throughput of a model directory on the machine it runs on."""
+"""`edgekit bench`: how a bundle performs on the machine it runs on.
+
+Measures cold start (process start to first prediction, with and without a numba cache), preprocessing time
+per window (numba kernels against the plain-numpy reference, and their agreement), inference latency per window
+and windows per second for every model of the bundle that runs here, peak RSS, file sizes, accuracy on the
+bundle's evaluation windows, and the hardware. `compare` sets a run against an earlier one.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+from importlib.metadata import PackageNotFoundError, version
 
+import click
 import numpy as np
 
-from . import __version__
-from .engine import choose_models, open_model
+from . import __version__, reference
+from .engine import BACKENDS, installed_backends, open_model
 from .model_dir import load_bundle
+from .stream import Chunk, StreamPreprocessor
 
 BATCH_SIZES = (1, 8, 32, 128)
+QUICK_BATCH_SIZES = (1, 32)
+# name, direction (+1: higher is better), absolute tolerance before a relative change counts
+COMPARED = {
+    "cold_start_s": -1, "preprocess_numba_ms": -1, "latency_median_ms": -1, "latency_p99_ms": -1,
+    "windows_per_second_batch_1": 1, "windows_per_second_best": 1, "accuracy": 1,
+}
 
 
 def _timed(fn, repeats: int) -> np.ndarray:
@@ -24,9 +44,14 @@ def _timed(fn, repeats: int) -> np.ndarray:
     return out
 
 
-def _hardware() -> dict:
+def _stats_ms(s: np.ndarray) -> dict:
+    ms = s * 1e3
+    return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99))}
+
+
+def hardware() -> dict:
     import numba
-    import onnxruntime
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -37,77 +62,173 @@ def _hardware() -> dict:
                     break
     except OSError:
         pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "arch": platform.machine(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "edgekit_runtime": __version__,
-    }
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+                "edgekit_runtime": __version__}
+    for dist in ("onnxruntime", "ai-edge-litert", "tflite-runtime"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform(),
+            "versions": versions}
 
 
-def run_bench(model_dir, n_windows: int = 500, threads: int = 1, seed: int = 0) -> dict:
-    """Time preprocessing and inference on random windows shaped like the model's input (values do not change
-    the work a CNN does, so random inputs measure what real ones would)."""
-    md = load_bundle(model_dir)
-    pre = md.preprocessing
-    model = open_model(choose_models(md)[0], threads=threads)
+def cold_start(bundle_path: str, model_name: str, cache_dir: str) -> dict:
+    """Wall time from starting a fresh interpreter to its first prediction, and that process's peak RSS."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "edgekit_runtime.coldstart", bundle_path, model_name],
+                       capture_output=True, text=True, env=env, timeout=600)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"cold-start process failed: {r.stderr.strip().splitlines()[-1:]}")
+    child = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"seconds": wall, "peak_rss_bytes": child["peak_rss_bytes"]}
+
+
+def bench_preprocessing(pre, n_windows: int, seed: int = 0) -> dict:
+    """Per window: one window's worth of raw samples through the numba streaming path and the numpy reference."""
     rng = np.random.default_rng(seed)
-    one = rng.standard_normal((1, len(pre.channels), pre.window)).astype(np.float32)
-    x = pre.transform_windows(one)  # also compiles/loads the numba kernel before timing
+    n, c = pre.window, len(pre.channels)
+    times = np.arange(n) / pre.sampling_rate
+    values = rng.normal(size=(n, c)).astype(np.float32)
+
+    def numba_path():
+        return StreamPreprocessor(pre, stride=n).push(Chunk(times, values))[1]
+
+    def numpy_path():
+        return reference.process(pre, times, values, stride=n)
+
+    diff = float(np.abs(numba_path() - numpy_path()).max())
+    nb, ref = _timed(numba_path, n_windows), _timed(numpy_path, max(10, n_windows // 5))
+    return {"numba": _stats_ms(nb), "numpy": _stats_ms(ref),
+            "numpy_over_numba": float(np.median(ref) / np.median(nb)), "max_abs_diff": diff}
+
+
+def bench_model(model_file, pre, n_windows: int, threads: int, batch_sizes, evals) -> dict:
+    model = open_model(model_file, threads=threads)
+    rng = np.random.default_rng(0)
+    one = pre.transform_windows(rng.normal(size=(1, len(pre.channels), pre.window)).astype(np.float32))
     for _ in range(20):
-        model.logits(x)
-
-    pre_s = _timed(lambda: pre.transform_windows(one), n_windows)
-    inf_s = _timed(lambda: model.logits(x), n_windows)
-    e2e_s = _timed(lambda: model.predict_proba(pre.transform_windows(one)), n_windows)
-
+        model.logits(one)
+    lat = _timed(lambda: model.logits(one), n_windows)
     throughput = {}
-    for b in BATCH_SIZES:
-        xb = pre.transform_windows(np.repeat(one, b, axis=0))
-        reps = max(5, n_windows // b)
+    for b in batch_sizes:
+        xb = np.repeat(one, b, axis=0)
         model.logits(xb)
-        throughput[str(b)] = round(b / float(np.median(_timed(lambda: model.logits(xb), reps))), 1)
+        throughput[b] = b / float(np.median(_timed(lambda: model.logits(xb), max(5, n_windows // b))))
     best = max(throughput, key=throughput.get)
-
-    def stats(s):
-        ms = s * 1e3
-        return {"median_ms": round(float(np.median(ms)), 4), "p90_ms": round(float(np.percentile(ms, 90)), 4),
-                "p99_ms": round(float(np.percentile(ms, 99)), 4)}
-
-    return {
-        "model_dir": str(md.path),
-        "model_file": md.model_file.name,
-        "model_bytes": md.model_file.stat().st_size,
-        "input": [len(pre.channels), pre.window],
-        "threads": threads,
-        "windows": n_windows,
-        "preprocess": stats(pre_s),
-        "inference": stats(inf_s),
-        "end_to_end": stats(e2e_s),
-        "windows_per_second": {"batch_1": round(1.0 / float(np.median(inf_s)), 1),
-                               "best": {"batch": int(best), "windows_per_second": throughput[best]},
-                               "by_batch": throughput},
-        "hardware": _hardware(),
-    }
+    out = {"file": model_file.name, "format": model_file.format, "precision": model_file.precision,
+           "backend": model.backend, "bytes": model_file.path.stat().st_size, "latency": _stats_ms(lat),
+           "windows_per_second": {"batch_1": 1.0 / float(np.median(lat)), "best": throughput[best],
+                                  "best_batch": int(best), "by_batch": {str(k): v for k, v in throughput.items()}}}
+    if evals is not None:
+        x = pre.prepare_windows(evals[0])
+        pred = np.concatenate([model.logits(x[i : i + 32]).argmax(axis=1) for i in range(0, len(x), 32)])
+        out["accuracy"] = float((pred == evals[1]).mean())
+        out["accuracy_at_bundling"] = model_file.verification.get("eval_accuracy")
+    return out
 
 
-def format_table(r: dict) -> str:
-    lines = [
-        f"model      {r['model_file']} ({r['model_bytes'] / 1024:.1f} KiB), input [C={r['input'][0]}, T={r['input'][1]}], "
-        f"{r['threads']} thread(s), {r['windows']} windows",
-        f"{'stage':<12}{'median ms':>12}{'p90 ms':>12}{'p99 ms':>12}",
-    ]
-    for key in ("preprocess", "inference", "end_to_end"):
-        s = r[key]
-        lines.append(f"{key:<12}{s['median_ms']:>12.4f}{s['p90_ms']:>12.4f}{s['p99_ms']:>12.4f}")
-    w = r["windows_per_second"]
-    lines.append(f"windows/s  {w['batch_1']:.0f} at batch 1, {w['best']['windows_per_second']:.0f} at batch "
-                 f"{w['best']['batch']} (best)")
+def run_bench(bundle_path, n_windows: int = 500, threads: int = 1, quick: bool = False,
+              progress: bool = False) -> dict:
+    b = load_bundle(bundle_path)
+    pre = b.preprocessing
+    installed = installed_backends()
+    runnable = [m for m in b.models if BACKENDS[m.format] in installed]
+    evals = b.eval_set()
+    if quick:
+        n_windows = min(n_windows, 100)
+    steps = ["cold start", "preprocessing", *[m.name for m in runnable]]
+    result = {"bundle": str(b.path), "threads": threads, "windows": n_windows, "quick": quick,
+              "bundle_bytes": sum((b.root / n).stat().st_size for n in b.manifest["files"]),
+              "input": {"channels": len(pre.channels), "window": pre.window, "sampling_rate": pre.sampling_rate},
+              "skipped_models": [m.name for m in b.models if m not in runnable]}
+    with click.progressbar(steps, label="bench", file=sys.stderr if progress else open(os.devnull, "w"),
+                           item_show_func=lambda s: s or "") as bar:
+        for step in bar:
+            if step == "cold start" and runnable:
+                with tempfile.TemporaryDirectory() as cache:
+                    first = cold_start(str(b.path), runnable[0].name, cache)  # empty cache: numba compiles
+                    cached = cold_start(str(b.path), runnable[0].name, cache)
+                result["cold_start"] = {"model": runnable[0].name, "no_cache_s": first["seconds"],
+                                        "cached_s": cached["seconds"], "peak_rss_bytes": cached["peak_rss_bytes"]}
+            elif step == "preprocessing":
+                result["preprocess"] = bench_preprocessing(pre, n_windows)
+            elif step != "cold start":
+                m = next(m for m in runnable if m.name == step)
+                result.setdefault("models", []).append(
+                    bench_model(m, pre, n_windows, threads, QUICK_BATCH_SIZES if quick else BATCH_SIZES, evals))
+    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result["hardware"] = hardware()
+    return result
+
+
+def flat_metrics(r: dict) -> dict:
+    """The compared numbers, keyed by metric (and model file)."""
+    out = {}
+    if "cold_start" in r:
+        out["cold_start_s"] = r["cold_start"]["cached_s"]
+    out["preprocess_numba_ms"] = r["preprocess"]["numba"]["median_ms"]
+    for m in r.get("models", []):
+        key = m["file"]
+        out[f"latency_median_ms {key}"] = m["latency"]["median_ms"]
+        out[f"latency_p99_ms {key}"] = m["latency"]["p99_ms"]
+        out[f"windows_per_second_batch_1 {key}"] = m["windows_per_second"]["batch_1"]
+        out[f"windows_per_second_best {key}"] = m["windows_per_second"]["best"]
+        if "accuracy" in m:
+            out[f"accuracy {key}"] = m["accuracy"]
+    return out
+
+
+def compare(new: dict, old: dict, threshold: float) -> tuple[list[dict], list[str]]:
+    """Ratios new/old for every metric in both runs; regressions are times more than `threshold` times the old
+    value, throughputs below old / threshold, or any accuracy drop beyond 0.005."""
+    rows, regressions = [], []
+    a, b = flat_metrics(new), flat_metrics(old)
+    for key in a:
+        if key not in b or not b[key]:
+            continue
+        metric = key.split(" ")[0]
+        ratio = a[key] / b[key]
+        if metric == "accuracy":
+            worse = b[key] - a[key] > 0.005
+        elif COMPARED[metric] > 0:
+            worse = ratio < 1 / threshold
+        else:
+            worse = ratio > threshold
+        rows.append({"metric": key, "old": b[key], "new": a[key], "ratio": ratio, "regression": worse})
+        if worse:
+            regressions.append(key)
+    return rows, regressions
+
+
+def format_table(r: dict, comparison: list[dict] | None = None) -> str:
     h = r["hardware"]
-    lines.append(f"hardware   {h['cpu']}, {h['cores']} cores, {h['arch']}, onnxruntime {h['onnxruntime']}")
+    lines = [f"hardware   {h['cpu']}, {h['cores']} cores, {h['arch']}, {h['os']}",
+             f"bundle     {r['bundle']} ({r['bundle_bytes'] / 1024:.1f} KiB), input [C={r['input']['channels']}, "
+             f"T={r['input']['window']}], {r['threads']} thread(s), {r['windows']} windows"]
+    if "cold_start" in r:
+        cs = r["cold_start"]
+        lines.append(f"cold start {cs['cached_s']:.2f} s to first prediction with numba cache, {cs['no_cache_s']:.2f} s "
+                     f"without; peak RSS {cs['peak_rss_bytes'] / 2**20:.0f} MiB ({cs['model']})")
+    p = r["preprocess"]
+    lines.append(f"preprocess {p['numba']['median_ms'] * 1e3:.1f} µs/window numba, {p['numpy']['median_ms'] * 1e3:.1f} "
+                 f"µs numpy ({p['numpy_over_numba']:.1f}x); max |diff| {p['max_abs_diff']:.1e}")
+    lines.append(f"{'model':<22}{'backend':<13}{'KiB':>7}{'median ms':>11}{'p90 ms':>9}{'p99 ms':>9}"
+                 f"{'win/s b1':>10}{'win/s best':>16}{'accuracy':>10}")
+    for m in r.get("models", []):
+        w, lat = m["windows_per_second"], m["latency"]
+        acc = f"{m['accuracy']:.3f}" if "accuracy" in m else "-"
+        lines.append(f"{m['file']:<22}{m['backend']:<13}{m['bytes'] / 1024:>7.1f}{lat['median_ms']:>11.4f}"
+                     f"{lat['p90_ms']:>9.4f}{lat['p99_ms']:>9.4f}{w['batch_1']:>10.0f}"
+                     f"{w['best']:>10.0f} (b{w['best_batch']}){acc:>10}")
+    for name in r["skipped_models"]:
+        lines.append(f"{name:<22}not run: its backend is not installed")
+    lines.append(f"peak RSS   {r['peak_rss_bytes'] / 2**20:.0f} MiB (this bench process)")
+    if comparison:
+        lines.append(f"{'compared with old run':<48}{'old':>12}{'new':>12}{'new/old':>9}")
+        for c in comparison:
+            flag = "  REGRESSION" if c["regression"] else ""
+            lines.append(f"{c['metric']:<48}{c['old']:>12.4g}{c['new']:>12.4g}{c['ratio']:>9.2f}{flag}")
     return "\n".join(lines)

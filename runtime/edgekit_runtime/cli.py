@@ -121,21 +121,42 @@ def verify(bundle):
     click.echo(f"{bundle}: verified ({len(b.manifest['files'])} files)")
 
 
+REGRESSION_EXIT = 3
+
+
 @main.command()
-@click.argument("model_dir", type=click.Path(file_okay=False))
+@BUNDLE
 @click.option("--windows", "n_windows", default=500, show_default=True, help="Timed windows per measurement.")
 @click.option("--threads", default=1, show_default=True, help="Inference threads.")
+@click.option("--quick", is_flag=True, help="Fewer repetitions and batch sizes: a rough answer in seconds.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
-def bench(model_dir, n_windows, threads, json_out):
-    """Measure preprocessing and inference latency per window, and windows per second, on this machine."""
-    from .bench import format_table, run_bench
+@click.option("--compare", "compare_to", type=click.Path(dir_okay=False, exists=True),
+              help="An earlier --json result: show new/old ratios, and exit with status 3 on a regression.")
+@click.option("--threshold", default=1.25, show_default=True,
+              help="With --compare: a time this many times the old one (or a throughput this many times lower) "
+                   "is a regression; so is an accuracy drop over 0.005.")
+def bench(bundle, n_windows, threads, quick, json_out, compare_to, threshold):
+    """Measure BUNDLE on this machine: cold start, preprocessing (numba vs numpy), latency and throughput of every
+    model that runs here, peak RSS, file sizes, accuracy on the embedded evaluation windows, hardware."""
+    from .bench import compare, format_table, run_bench
+    from .model_dir import read_json
 
-    result = run_bench(model_dir, n_windows=n_windows, threads=threads)
-    click.echo(format_table(result))
+    old = read_json(compare_to) if compare_to else None
+    if old is not None and "preprocess" not in old:
+        raise UserError(f"{compare_to}: not an `edgekit bench --json` result")
+    result = run_bench(bundle, n_windows=n_windows, threads=threads, quick=quick, progress=True)
+    rows, regressions = compare(result, old, threshold) if old is not None else (None, [])
+    if old is not None:
+        result["comparison"] = {"against": compare_to, "threshold": threshold, "rows": rows,
+                                "regressions": regressions}
+    click.echo(format_table(result, rows))
     if json_out:
         from .files import write_text_atomic
 
         write_text_atomic(json_out, json.dumps(result, indent=2) + "\n")
+    if regressions:
+        click.echo(f"edgekit: regression against {compare_to}: {', '.join(regressions)}", err=True)
+        sys.exit(REGRESSION_EXIT)
 
 
 @main.command()

@@ -1,0 +1,162 @@
+"""`edgekit run`: stdin (CSV and JSON lines), directories, --follow, --only-changes, bad rows, flat memory."""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import EDGEKIT
+from edgekit_runtime.runner import Runner
+
+CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
+
+
+@pytest.fixture(scope="module")
+def model(basic_motions_run):
+    return basic_motions_run["root"] / "model"
+
+
+@pytest.fixture(scope="module")
+def test_csv(basic_motions_run, tmp_path_factory):
+    """The BasicMotions test split as one CSV stream: 40 windows of 100 samples, 10 per class."""
+    from click.testing import CliRunner
+
+    from edgekit_runtime.cli import main
+
+    p = tmp_path_factory.mktemp("run") / "test.csv"
+    r = CliRunner().invoke(main, ["data", "to-csv", "BasicMotions", "--group", "test", str(p)])
+    assert r.exit_code == 0, r.output
+    return p
+
+
+def edgekit(*args, stdin=None):
+    return subprocess.run([EDGEKIT, *map(str, args)], input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def records(stdout):
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def to_jsonl(csv_text):
+    header, *rows = csv_text.splitlines()
+    names = header.split(",")
+    out = []
+    for row in rows:
+        cells = dict(zip(names, row.split(",")))
+        out.append(json.dumps({k: (v if k == "label" else float(v)) for k, v in cells.items()}))
+    return "\n".join(out) + "\n"
+
+
+def test_stdin_csv_and_json_lines_give_the_file_results(model, test_csv):
+    from_file = records(edgekit("run", model, test_csv).stdout)
+    assert len(from_file) == 40
+    r = edgekit("run", model, "-", stdin=test_csv.read_text())
+    assert r.returncode == 0, r.stderr
+    from_stdin = records(r.stdout)
+    r = edgekit("run", model, "-", stdin=to_jsonl(test_csv.read_text()))
+    assert r.returncode == 0, r.stderr
+    from_jsonl = records(r.stdout)
+    strip = lambda recs: [{k: v for k, v in rec.items() if k not in ("source", "latency_ms")} for rec in recs]  # noqa
+    assert strip(from_stdin) == strip(from_file) == strip(from_jsonl)
+    assert from_stdin[0]["source"] == "<stdin>"
+
+
+def test_bad_json_lines_are_reported_with_line_numbers_and_break_windows(model, test_csv):
+    lines = to_jsonl(test_csv.read_text()).splitlines()
+    lines[150] = "{not json"
+    lines[250] = json.dumps({"time": 25.0, "acc_x": 1.0})
+    r = edgekit("run", model, "-", stdin="\n".join(lines) + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "<stdin>:151: bad row: not valid JSON" in r.stderr
+    assert "<stdin>:251: bad row: missing field(s) acc_y, acc_z" in r.stderr
+    assert "4000 rows, 2 bad rows skipped" in r.stderr
+    ends = [rec["window_end"] for rec in records(r.stdout)]
+    # the bad rows were the samples at 15.0 s and 25.0 s: no window may span either, and the stream restarts
+    # after each, so later windows still come
+    assert not any(e - 9.9 <= bad <= e for e in ends for bad in (15.0, 25.0))
+    assert ends[0] == pytest.approx(9.9) and len(ends) >= 36
+
+
+def test_strict_stops_at_the_first_bad_row(model, test_csv):
+    text = test_csv.read_text().splitlines()
+    text[5] = "0.4,1,2,3"
+    r = edgekit("run", model, "-", "--strict", stdin="\n".join(text) + "\n")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("edgekit: error:")]
+    assert r.returncode == 1 and errors == ["edgekit: error: <stdin>:6: bad row: expected 8 columns, got 4"]
+
+
+def test_only_changes_writes_the_class_changes(model, test_csv):
+    full = [rec["class"] for rec in records(edgekit("run", model, test_csv).stdout)]
+    changes = records(edgekit("run", model, test_csv, "--only-changes").stdout)
+    expected = [c for i, c in enumerate(full) if i == 0 or c != full[i - 1]]
+    assert [rec["class"] for rec in changes] == expected and 4 <= len(expected) < len(full)
+
+
+def test_a_directory_of_csv_and_json_lines(model, test_csv, tmp_path):
+    lines = test_csv.read_text().splitlines()
+    (tmp_path / "a.csv").write_text("\n".join(lines[:1001]) + "\n")  # 10 windows
+    (tmp_path / "b.jsonl").write_text(to_jsonl("\n".join([lines[0], *lines[1001:1501]])))  # 5 windows
+    (tmp_path / "notes.txt").write_text("ignored")
+    out = tmp_path / "out" / "pred.jsonl"
+    r = edgekit("run", model, tmp_path, "--out", out)
+    assert r.returncode == 0, r.stderr
+    sources = [rec["source"] for rec in records(out.read_text())]
+    assert sources.count(str(tmp_path / "a.csv")) == 10 and sources.count(str(tmp_path / "b.jsonl")) == 5
+
+
+def test_follow_reads_rows_appended_to_a_growing_file(model, test_csv, tmp_path):
+    lines = test_csv.read_text().splitlines(keepends=True)
+    growing = tmp_path / "live.csv"
+    growing.write_text("".join(lines[:301]))  # 3 windows
+    p = subprocess.Popen([EDGEKIT, "run", str(model), str(growing), "--follow", "--idle-timeout", "3"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = p.stdout.readline()  # the process has read the first part
+    with open(growing, "a") as f:
+        f.write("".join(lines[301:450]))
+        f.write(lines[450][:10])  # half a row: must wait for the rest, not be read as a bad row
+        f.flush()
+        time.sleep(0.5)
+        f.write(lines[450][10:] + "".join(lines[451:501]))
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    ends = [json.loads(line)["window_end"] for line in [first, *out.splitlines()]]
+    assert ends == pytest.approx([9.9, 19.9, 29.9, 39.9, 49.9])
+    assert "500 rows, 0 bad rows skipped, 5 windows" in err, err
+
+
+def test_follow_needs_a_file(model, tmp_path):
+    r = edgekit("run", model, tmp_path, "--follow")
+    assert r.returncode == 1 and "--follow needs a single file" in r.stderr
+
+
+def _rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+
+
+def test_soak_a_million_samples_in_flat_memory(model, capsys):
+    """≥ 1M samples through the streaming path (reader, preprocessing, model): memory must not grow with the
+    length of the stream."""
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    block = [",".join(f"{v:.3f}" for v in row) for row in rng.normal(size=(1000, 6))]
+    rss = {}
+
+    def lines():
+        yield "time," + ",".join(CHANNELS) + "\n"
+        for i in range(n):
+            if i == 200_000 or i == n - 1:
+                rss[i] = _rss_bytes()
+            yield f"{i / 10:.1f},{block[i % 1000]}\n"
+
+    runner = Runner(model, batch=32)
+    count = sum(1 for _ in runner.run_stream(lines(), "soak"))
+    assert count == n // 100
+    growth = rss[n - 1] - rss[200_000]
+    print(f"soak: {n} samples, RSS {rss[200_000] / 2**20:.1f} -> {rss[n - 1] / 2**20:.1f} MiB")
+    assert growth < 8 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over {n - 200_000} samples"
