@@ -218,3 +218,56 @@ def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_dr
     click.echo(f"wrote        {out}/{m['model']['file']} ({m['model']['bytes'] / 1024:.1f} KiB, {fmt} {precision})\n"
                f"verified     {v['windows']} held-out windows: max abs diff {v['max_abs_diff']:.2e}, "
                f"argmax agreement {v['argmax_agreement']:.3f}{acc}")
+
+
+@click.command()
+@click.argument("teacher", type=click.Path(file_okay=False))
+@click.option("--dataset", help="Labelled data to distil on [default: the data and split the teacher was "
+                                "fine-tuned on]; must have the teacher's channels and classes.")
+@click.option("--unlabeled", multiple=True, help="Extra unlabelled data (bundled name or files), used through "
+                                                 "the teacher's soft labels; repeatable.")
+@click.option("--window", type=int, help="Window length for --unlabeled recordings (default: the teacher's).")
+@click.option("--params", default="10k", show_default=True, help="Student parameter budget (e.g. 3k, 10k, 30k).")
+@click.option("--width", type=int, help="Set the student width directly instead of --params.")
+@click.option("--ce-weight", default=1.0, show_default=True, help="Weight of cross-entropy on labels.")
+@click.option("--kd-weight", default=1.0, show_default=True, help="Weight of T²·KL to the teacher's soft labels.")
+@click.option("--feature-weight", default=0.5, show_default=True, help="Weight of matching the teacher's embedding.")
+@click.option("--temperature", default=4.0, show_default=True, help="Softmax temperature T of the KL term.")
+@click.option("--epochs", default=300, show_default=True)
+@click.option("--patience", default=40, show_default=True)
+@click.option("--lr", default=3e-3, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Student checkpoint [default: TEACHER/../student].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def distill(teacher, dataset, unlabeled, window, params, width, ce_weight, kd_weight, feature_weight, temperature,
+            epochs, patience, lr, batch_size, seed, out, overwrite, json_out, quiet):
+    """Distil a fine-tuned TEACHER into an MSA-CNN student; the result exports like any trained student.
+
+    Teacher outputs are cached next to the teacher, so distilling several students runs the teacher once.
+    """
+    from pathlib import Path
+
+    from .distill import DistillSettings, distill as run
+    from .train import TrainSettings
+
+    out = out or str(Path(teacher).parent / "student")
+    spec = {"dataset": dataset} if dataset else None
+    extra = [{"dataset": u, "window": window} for u in unlabeled]
+    summary = run(teacher, out, spec, extra, params=params, width=width,
+                  settings=DistillSettings(ce_weight, kd_weight, feature_weight, temperature),
+                  train_settings=TrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
+                                               seed=seed),
+                  overwrite=overwrite, progress=not quiet)
+    if json_out:
+        from edgekit_runtime.files import write_text_atomic
+
+        write_text_atomic(json_out, json.dumps(summary, indent=2) + "\n")
+    t, s = summary["teacher"], summary["student"]
+    click.echo(f"{'':<10}{'params':>12}{'MACs':>14}{'accuracy':>10}{'macro-F1':>10}\n"
+               f"{'teacher':<10}{t['parameters']:>12,}{t['macs']:>14,}{t['test_accuracy']:>10.3f}{t['test_macro_f1']:>10.3f}\n"
+               f"{'student':<10}{s['parameters']:>12,}{s['macs']:>14,}{s['test_accuracy']:>10.3f}{s['test_macro_f1']:>10.3f}\n"
+               f"{summary['compression']}x fewer parameters; {summary['windows']['test']} test windows; "
+               f"checkpoint {out}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -47,41 +48,42 @@ def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict:
             "macro_f1": float(f1_score(y_true, pred, average="macro", zero_division=0))}
 
 
-def train_classifier(model: nn.Module, x_train: Inputs, y_train: np.ndarray, x_val: Inputs,
-                     y_val: np.ndarray, settings: TrainSettings = TrainSettings(), progress: bool = True) -> dict:
-    """Train in place; the model ends with the weights of the epoch with the lowest validation loss.
+def fit(model: nn.Module, n_train: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
+        val_metrics: Callable[[], tuple[float, float]] | None, settings: TrainSettings,
+        extra_parameters: list[nn.Parameter] = (), progress: bool = True) -> dict:
+    """The training loop shared by supervised training and distillation.
 
-    Without validation windows, training runs all epochs and keeps the last weights. Only parameters with
-    requires_grad are trained. Returns the training history summary.
+    Each epoch visits the `n_train` training windows in a seeded random order, in batches whose loss
+    `batch_loss(indices)` computes. After each epoch `val_metrics()` gives (validation loss, accuracy); the model
+    ends with the weights of the epoch with the lowest validation loss, and training stops after `patience`
+    epochs without improvement. Without validation (None) all epochs run and the last weights are kept.
+    Trains the model's parameters with requires_grad plus `extra_parameters` (e.g. a projection head).
     """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=settings.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad] + list(extra_parameters)
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.epochs)
-    loss_fn = nn.CrossEntropyLoss()
-    xt, yt = _as_tensors(x_train), torch.from_numpy(y_train)
     best_loss, best_state, best_epoch, waited = float("inf"), None, 0, 0
     bar = tqdm(range(settings.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        order = torch.from_numpy(rng.permutation(len(yt)))
+        order = torch.from_numpy(rng.permutation(n_train))
         total = 0.0
-        for i in range(0, len(order), settings.batch_size):
+        for i in range(0, n_train, settings.batch_size):
             idx = order[i : i + settings.batch_size]
-            if len(idx) < 2:  # BatchNorm needs two windows
+            if len(idx) < 2:  # a batch of one window says little and upsets batch statistics
                 continue
             opt.zero_grad()
-            loss = loss_fn(model(*(t[idx] for t in xt)), yt[idx])
+            loss = batch_loss(idx)
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
-        if len(y_val) == 0:
+        if val_metrics is None:
             continue
-        logits = predict_logits(model, x_val)
-        val_loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(y_val)))
-        val_acc = float((logits.argmax(1) == y_val).mean())
-        bar.set_postfix(loss=f"{total / len(yt):.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.2f}")
+        val_loss, val_acc = val_metrics()
+        bar.set_postfix(loss=f"{total / n_train:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.2f}")
         if val_loss < best_loss - 1e-4:
             best_loss, best_state, best_epoch, waited = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
         else:
@@ -94,6 +96,22 @@ def train_classifier(model: nn.Module, x_train: Inputs, y_train: np.ndarray, x_v
     model.eval()
     return {"epochs_run": epoch + 1, "best_epoch": best_epoch + 1,
             "best_val_loss": None if best_state is None else best_loss}
+
+
+def train_classifier(model: nn.Module, x_train: Inputs, y_train: np.ndarray, x_val: Inputs,
+                     y_val: np.ndarray, settings: TrainSettings = TrainSettings(), progress: bool = True) -> dict:
+    """Supervised training with cross-entropy and early stopping on validation loss (see `fit`)."""
+    loss_fn = nn.CrossEntropyLoss()
+    xt, yt = _as_tensors(x_train), torch.from_numpy(y_train)
+
+    def batch_loss(idx):
+        return loss_fn(model(*(t[idx] for t in xt)), yt[idx])
+
+    def val_metrics():
+        logits = predict_logits(model, x_val)
+        return float(loss_fn(torch.from_numpy(logits), torch.from_numpy(y_val))), float((logits.argmax(1) == y_val).mean())
+
+    return fit(model, len(yt), batch_loss, val_metrics if len(y_val) else None, settings, progress=progress)
 
 
 def resolve_split(ds, method: str | None, test_groups: list[str] | None) -> tuple[str, list[str] | None]:

@@ -37,6 +37,8 @@ from torch import nn
 
 from edgekit_runtime.errors import UserError
 
+from .macs import macs_of
+
 MIN_TOKENS = 4
 
 
@@ -102,6 +104,10 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.drop = nn.Dropout(dropout)
         self.scale = self.head_dim**-0.5
+
+    def attention_macs(self, inp, out) -> int:
+        b, length, dim = inp[0].shape
+        return 2 * b * length * length * dim  # q·kᵀ and weights·v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, D]
         length, dim = x.shape[1], x.shape[2]
@@ -178,39 +184,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def count_macs(model: MSACNN) -> int:
-    """Multiply-accumulates for one window: convolutions, linear layers and the attention matmuls."""
-    total = 0
-
-    def conv(m, inp, out):
-        nonlocal total
-        kh, kw = m.kernel_size
-        total += out.numel() * (m.in_channels // m.groups) * kh * kw
-
-    def linear(m, inp, out):
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    def attention(m, inp, out):
-        nonlocal total
-        length, dim = inp[0].shape[1], inp[0].shape[2]
-        total += 2 * length * length * dim  # q·kᵀ and attn·v
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear))
-        elif isinstance(m, SelfAttention):
-            hooks.append(m.register_forward_hook(attention))
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, model.cfg.n_channels, model.cfg.length))
-    model.train(was_training)
-    for h in hooks:
-        h.remove()
-    return total
+    """Multiply-accumulates for one window."""
+    return macs_of(model, torch.zeros(1, model.cfg.n_channels, model.cfg.length))
 
 
 def parse_budget(text: str) -> int:

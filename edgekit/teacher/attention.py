@@ -148,6 +148,12 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.bias = TimeBias(heads, bias_terms, min_scale, max_scale) if time_bias else None
 
+    def attention_macs(self, inp, out) -> int:
+        """q·kᵀ and weights·v products: all N keys per query for dense/scan, (k+1)·B for sparse."""
+        b, n, dim = inp[0].shape
+        keys = n if self.backend != "sparse" else min(n, (self.topk + 1) * self.block)
+        return 2 * b * n * keys * dim
+
     def forward(self, x, times, key_pad):
         b, n, dim = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)

@@ -148,6 +148,23 @@ class Teacher(nn.Module):
             raise RuntimeError("this teacher has no classification head (fine-tune it first)")
         return self.classifier(self.embed(values, times, observed))
 
+    def macs(self, length: int) -> int:
+        """Multiply-accumulates to embed and classify one window of `length` samples."""
+        from ..models.macs import macs_of
+
+        class Window(nn.Module):
+            def __init__(self, teacher):
+                super().__init__()
+                self.teacher = teacher
+
+            def forward(self, values, times, observed):
+                emb = self.teacher.embed(values, times, observed)
+                return self.teacher.classifier(emb) if self.teacher.classifier is not None else emb
+
+        c = self.cfg.n_channels
+        return macs_of(Window(self), torch.zeros(1, c, length), torch.arange(length, dtype=torch.float32)[None],
+                       torch.ones(1, length, dtype=torch.bool))
+
     def with_classifier(self, n_classes: int) -> "Teacher":
         """A copy of this teacher's config with a fresh classification head of `n_classes`."""
         from dataclasses import replace

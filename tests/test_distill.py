@@ -1,0 +1,85 @@
+"""Distilling a fine-tuned teacher into the MSA-CNN student."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from edgekit.cli import _data_spec
+from edgekit.checkpoint import load_checkpoint
+from edgekit.data import load_dataset
+from edgekit.distill import CACHE_DIR, DistillSettings, distill, teacher_outputs
+from edgekit.teacher.store import load_teacher
+from edgekit.teacher.finetune import finetune
+from edgekit.train import TrainSettings, predict_logits
+from edgekit_runtime.errors import UserError
+
+from conftest import EDGEKIT
+
+QUICK = TrainSettings(epochs=15, patience=15, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "ft"
+    spec = _data_spec("BasicMotions", None, None, None, None, None, None)
+    finetune(spec, str(out), size="tiny", epochs=40, progress=False)
+    return out
+
+
+def test_distilled_student_summary_and_cached_teacher_outputs(teacher, tmp_path, monkeypatch):
+    summary = distill(str(teacher), str(tmp_path / "s"), unlabeled=[{"dataset": "BasicMotions"}],
+                      train_settings=QUICK, progress=False)
+    assert summary["windows"] == {"train_labelled": 32, "train_unlabelled": 80, "val": 8, "test": 40}
+    s, t = summary["student"], summary["teacher"]
+    assert s["parameters"] <= 10_000 and s["macs"] > 0 and 0 <= s["test_accuracy"] <= 1
+    assert t["parameters"] > s["parameters"] and t["macs"] > s["macs"]
+    assert (tmp_path / "s" / "model.pt").is_file()
+    cached = sorted((teacher / CACHE_DIR).glob("*.npz"))
+    assert len(cached) == 3  # train, the unlabelled set, test
+
+    # a second student reuses the cache: the teacher's inputs are never prepared again
+    import edgekit.teacher.data as td
+
+    monkeypatch.setattr(td, "prepare", lambda *a, **k: (_ for _ in ()).throw(AssertionError("teacher ran")))
+    distill(str(teacher), str(tmp_path / "s2"), params="3k", train_settings=QUICK, progress=False)
+    assert len(sorted((teacher / CACHE_DIR).glob("*.npz"))) == 3
+
+
+def test_distillation_moves_the_student_towards_the_teacher(teacher, tmp_path):
+    # with only the KL term the student learns from the teacher's soft labels alone: on the test windows it must
+    # agree with the teacher far more often than chance (4 classes: 0.25)
+    distill(str(teacher), str(tmp_path / "kd"), settings=DistillSettings(0.0, 1.0, 0.0, 4.0),
+            train_settings=TrainSettings(epochs=40, patience=40), progress=False)
+    ckpt = load_checkpoint(tmp_path / "kd")
+    test = load_dataset("BasicMotions")
+    test = test.subset(np.flatnonzero(test.groups == "test"))
+    student = predict_logits(ckpt.model, ckpt.preprocessing.prepare_windows(test.values)).argmax(1)
+    teacher_pred = teacher_outputs(str(teacher), load_teacher(teacher), test)[0].argmax(1)
+    assert (student == teacher_pred).mean() >= 0.6
+
+
+def test_teacher_with_other_classes_or_channels_is_refused_before_training(teacher, tmp_path):
+    with pytest.raises(UserError, match="channels"):
+        distill(str(teacher), str(tmp_path / "x"), {"dataset": "GunPoint"}, train_settings=QUICK, progress=False)
+    csv = tmp_path / "rec.csv"
+    rng = np.random.default_rng(0)
+    rows = [",".join([str(i), *map(str, rng.normal(size=6)), "a" if i < 150 else "b"]) for i in range(300)]
+    csv.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z,label\n" + "\n".join(rows) + "\n")
+    spec = {"dataset": str(csv), "window": 100, "label_column": "label", "split": "random", "seed": 0,
+            "val": 0.0, "test": 0.34}
+    with pytest.raises(UserError, match="classes"):
+        distill(str(teacher), str(tmp_path / "x"), spec, train_settings=QUICK, progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_distill_command_errors_and_output(teacher, tmp_path):
+    r = subprocess.run([EDGEKIT, "distill", str(teacher), "--params", "100", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "smallest MSA-CNN" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([EDGEKIT, "distill", str(teacher), "--epochs", "3", "--out", str(tmp_path / "s"),
+                        "--json", str(tmp_path / "s.json"), "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "teacher" in r.stdout and "student" in r.stdout
+    assert json.loads((tmp_path / "s.json").read_text())["student"]["parameters"] <= 10_000
