@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml exporters/pyproject.toml runtime/pyproject.toml
 	$(BIN)/pip install --quiet -e "runtime[dev]" -e "exporters[dev]" -e ".[dev]"
 	touch $(STAMP)
 
+# The recipe end to end (pretrain, finetune, distil, export, bundle, bench), then the bundle run on the test split
+# streamed as CSV, as on the board. A second `make demo` skips every unchanged stage.
 demo: setup
 	$(BIN)/edgekit data show BasicMotions
-	$(BIN)/edgekit train BasicMotions --out $(DEMO)/checkpoint --overwrite --json $(DEMO)/train.json
-	$(BIN)/edgekit export $(DEMO)/checkpoint --out $(DEMO)/model --overwrite
+	$(BIN)/edgekit pipeline recipes/basicmotions.toml --out $(DEMO) --quiet
 	$(BIN)/edgekit data to-csv BasicMotions --group test $(DEMO)/test.csv
-	$(BIN)/edgekit run $(DEMO)/model $(DEMO)/test.csv --label-column label --out $(DEMO)/predictions.jsonl
-	$(BIN)/edgekit bench $(DEMO)/model --json $(DEMO)/bench.json
+	$(BIN)/edgekit run $(DEMO)/bundle/bundle $(DEMO)/test.csv --label-column label --out $(DEMO)/predictions.jsonl
 
 test: setup
 	$(BIN)/python -m pytest -q

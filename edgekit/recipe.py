@@ -1,0 +1,201 @@
+"""Recipes: one TOML file that says what `edgekit pipeline` builds, checked completely before any training.
+
+Every key has a type and a default; choices are named. An unknown key, a wrong type, a value outside its
+choices or a dataset that does not exist is one error naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit_runtime.errors import UserError
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    type: type | tuple  # int, float, str, bool or (list, str)
+    default: object = None
+    choices: tuple = ()
+
+
+def _sections() -> dict[str, dict[str, Key]]:
+    return {
+        "data": {
+            "dataset": Key(str, REQUIRED), "window": Key(int), "stride": Key(int), "time_column": Key(str),
+            "label_column": Key(str), "channels": Key((list, str)), "uncertainty_suffix": Key(str),
+            "split": Key(str, None, ("random", "group")), "test_groups": Key((list, str)), "val": Key(float, 0.2),
+            "test": Key(float, 0.2), "seed": Key(int, 0),
+        },
+        "teacher": {
+            "size": Key(str, "tiny", ("tiny", "small", "base", "large")),
+            "attention": Key(str, "dense", ("dense", "sparse", "scan")), "patch": Key(int, 1),
+        },
+        # steps = 0: no self-supervised pretraining, the teacher is fine-tuned from scratch
+        "pretrain": {
+            "steps": Key(int, 300), "batch_size": Key(int, 32), "lr": Key(float, 1e-3), "warmup": Key(int, 50),
+            "eval_every": Key(int, 100), "checkpoint_every": Key(int, 100),
+        },
+        "finetune": {
+            "epochs": Key(int, 60), "patience": Key(int, 15), "lr": Key(float, 5e-4), "batch_size": Key(int, 32),
+            "labels_per_class": Key(int), "freeze_encoder": Key(bool, False),
+        },
+        "student": {"params": Key(str, "10k"), "width": Key(int)},
+        "distill": {
+            "ce_weight": Key(float, 1.0), "kd_weight": Key(float, 1.0), "feature_weight": Key(float, 0.5),
+            "temperature": Key(float, 4.0), "epochs": Key(int, 150), "patience": Key(int, 30), "lr": Key(float, 3e-3),
+            "batch_size": Key(int, 16), "unlabeled": Key((list, str), []),
+        },
+        "bundle": {"archive": Key(bool, False), "eval_windows": Key(int, 200)},
+        "bench": {"windows": Key(int, 200), "threads": Key(int, 1), "quick": Key(bool, True)},
+    }
+
+
+EXPORT_KEYS = {"format": Key(str, "onnx", ("onnx", "tflite")), "precision": Key(str, "fp32", ("fp32", "fp16", "int8")),
+               "calibration_size": Key(int, 256)}
+TOP_KEYS = {"name": Key(str)}
+
+
+def _type_name(t) -> str:
+    return "a list of strings" if isinstance(t, tuple) else {int: "an integer", float: "a number", str: "a string",
+                                                              bool: "true or false"}[t]
+
+
+def _check(where: str, name: str, value, key: Key):
+    t = key.type
+    ok = (isinstance(value, list) and all(isinstance(v, str) for v in value)) if isinstance(t, tuple) else \
+        isinstance(value, bool) if t is bool else \
+        (isinstance(value, (int, float)) and not isinstance(value, bool)) if t is float else \
+        (isinstance(value, t) and not isinstance(value, bool))
+    if not ok:
+        raise UserError(f"{where}: {name} must be {_type_name(t)}, got {value!r}")
+    if key.choices and value not in key.choices:
+        raise UserError(f"{where}: {name} = {value!r} is not allowed; allowed: {', '.join(key.choices)}")
+    return float(value) if t is float else value
+
+
+def _fill(where: str, prefix: str, given: dict, keys: dict[str, Key]) -> dict:
+    unknown = sorted(set(given) - set(keys))
+    if unknown:
+        raise UserError(f"{where}: unknown key {prefix}{unknown[0]}; allowed: {', '.join(keys)}")
+    out = {}
+    for name, key in keys.items():
+        if name in given:
+            out[name] = _check(where, prefix + name, given[name], key)
+        elif key.default is REQUIRED:
+            raise UserError(f"{where}: {prefix}{name} is required")
+        else:
+            out[name] = list(key.default) if isinstance(key.default, list) else key.default
+    return out
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    name: str
+    sections: dict  # section -> {key: value}, every key present (defaults filled in)
+    exports: tuple  # ({"format", "precision", "calibration_size"}, ...)
+
+    def __getitem__(self, section: str) -> dict:
+        return self.sections[section]
+
+    def data_spec(self) -> dict:
+        d = self["data"]
+        return {k: d[k] for k in ("dataset", "window", "stride", "time_column", "label_column", "channels",
+                                  "uncertainty_suffix")}
+
+    def to_json(self) -> dict:
+        return {"name": self.name, **self.sections, "export": list(self.exports)}
+
+
+def _resolve_dataset(where: str, dataset: str, base: Path) -> str:
+    from .data.bundled import BUNDLED, bundled_name
+
+    if bundled_name(dataset) is not None:
+        return bundled_name(dataset)
+    path = Path(dataset) if Path(dataset).is_absolute() else base / dataset
+    if not path.exists():
+        raise UserError(f"{where}: data.dataset = {dataset!r} is neither a bundled dataset nor an existing file or "
+                        f"directory; allowed: {', '.join(BUNDLED)} or a CSV/Parquet path (relative to the recipe)")
+    return str(path)
+
+
+def parse_recipe(text: str, path: Path) -> Recipe:
+    where = str(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{where}: not valid TOML ({e})") from None
+    sections = _sections()
+    allowed = [*TOP_KEYS, *sections, "export"]
+    for k in raw:
+        if k not in allowed:
+            raise UserError(f"{where}: unknown key {k}; allowed: {', '.join(allowed)}")
+        if k in sections and not isinstance(raw[k], dict):
+            raise UserError(f"{where}: {k} must be a table ([{k}])")
+    top = _fill(where, "", {k: raw[k] for k in TOP_KEYS if k in raw}, TOP_KEYS)
+    values = {s: _fill(where, f"{s}.", raw.get(s, {}), keys) for s, keys in sections.items()}
+    exports = raw.get("export", [{}])
+    if not isinstance(exports, list) or not exports or not all(isinstance(e, dict) for e in exports):
+        raise UserError(f"{where}: export must be one or more [[export]] tables")
+    exports = tuple(_fill(where, "export.", e, EXPORT_KEYS) for e in exports)
+
+    from edgekit_exporters.formats import PRECISIONS
+
+    seen = set()
+    for e in exports:
+        if e["precision"] not in PRECISIONS[e["format"]]:
+            raise UserError(f"{where}: export.precision = {e['precision']!r} is not available for {e['format']}; "
+                            f"allowed: {', '.join(PRECISIONS[e['format']])}")
+        if (e["format"], e["precision"]) in seen:
+            raise UserError(f"{where}: export {e['format']} {e['precision']} is listed twice")
+        seen.add((e["format"], e["precision"]))
+    d = values["data"]
+    d["dataset"] = _resolve_dataset(where, d["dataset"], path.parent)
+    values["distill"]["unlabeled"] = [_resolve_dataset(where, u, path.parent) for u in values["distill"]["unlabeled"]]
+    if values["student"]["width"] is None:
+        from .models.msa_cnn import parse_budget
+
+        try:
+            parse_budget(values["student"]["params"])
+        except UserError as e:
+            raise UserError(f"{where}: student.params: {e}") from None
+    if not (0 <= d["val"] < 1 and 0 <= d["test"] < 1 and d["val"] + d["test"] < 1):
+        raise UserError(f"{where}: data.val and data.test must be in [0, 1) with val + test < 1")
+    for s, keys in (("pretrain", ("batch_size", "eval_every", "checkpoint_every")),
+                    ("finetune", ("epochs", "batch_size")), ("distill", ("epochs", "batch_size")),
+                    ("bench", ("windows", "threads")), ("bundle", ("eval_windows",))):
+        for k in keys:
+            if values[s][k] < 1:
+                raise UserError(f"{where}: {s}.{k} must be at least 1, got {values[s][k]}")
+    if values["pretrain"]["steps"] < 0:
+        raise UserError(f"{where}: pretrain.steps must be 0 (no pretraining) or more")
+    return Recipe(path, top["name"] or path.stem, values, exports)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read the recipe ({e.strerror if isinstance(e, OSError) else e})") from None
+    return parse_recipe(text, path)
+
+
+def data_fingerprint(spec: dict) -> str:
+    """What identifies the data: a bundled name, or the content of the user's files (edits invalidate stages)."""
+    from .data.bundled import bundled_name
+
+    if bundled_name(spec["dataset"]) is not None:
+        return spec["dataset"]
+    path = Path(spec["dataset"])
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
