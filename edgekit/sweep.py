@@ -1,0 +1,422 @@
+"""`edgekit sweep`: students over a grid of parameter budgets × data fractions × seeds, scaling-law fits, and
+the smallest student that meets an accuracy target.
+
+Evaluation protocol. The data split (the teacher's recorded one, or the one given) yields train / val / test.
+Students train for a fixed number of epochs, without early stopping, so the val windows stay unseen and serve as
+the in-distribution (ID) test set; the test split is the out-of-distribution (OOD) set when it is a grouped split
+(whole groups held out). With a teacher, every student is distilled from the teacher's outputs on the training
+windows, computed once and cached on disk (`distill.teacher_outputs`); a data fraction keeps a stratified share of
+the labelled training windows. Each grid point writes its checkpoint and result under OUT/points/, so an
+interrupted sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import click
+import numpy as np
+
+from edgekit_runtime.errors import UserError
+from edgekit_runtime.files import atomic_write, write_text_atomic
+
+RESULT = "result.json"
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    epochs: int = 60
+    lr: float = 3e-3
+    batch_size: int = 16
+    target: float = 0.02  # recommended student: predicted ID error at most reference + target
+
+
+def _stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a per-class `fraction` of the windows (at least one per class), the same for the same seed."""
+    rng = np.random.default_rng([seed, int(fraction * 1e6)])
+    picked = [rng.permutation(np.flatnonzero(labels == k))[:max(1, math.ceil(fraction * np.sum(labels == k)))]
+              for k in np.unique(labels)]
+    return np.sort(np.concatenate(picked))
+
+
+def _splits(spec: dict):
+    from .data import load_spec
+    from .train import split_from_spec
+
+    ds = load_spec(spec)
+    return ds, *split_from_spec(ds, spec)
+
+
+def _error(model, x, y) -> float | None:
+    from .train import predict_logits
+
+    return None if len(y) == 0 else float((predict_logits(model, x).argmax(1) != y).mean())
+
+
+def train_point(job: dict) -> dict:
+    """Train one grid point (run in a worker process); writes its checkpoint and result under job['out']."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from .checkpoint import Checkpoint, save_checkpoint
+    from .distill import DistillSettings
+    from .models import MSACNN, count_macs, count_parameters
+    from .train import TrainSettings, fit, fit_preprocessing, student_config, train_classifier
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    t0 = time.perf_counter()
+    ds, tr, va, te = _splits(job["spec"])
+    keep = _stratified_fraction(tr.labels, job["fraction"], job["seed"])
+    tr_part = tr.subset(keep)
+    if job["teacher"]:
+        from .teacher.store import load_teacher
+
+        pre = load_teacher(job["teacher"]).preprocessing
+    else:
+        pre = fit_preprocessing(tr_part, "stored", job["spec"].get("stride") or ds.length)
+    x_train, x_val, x_test = (pre.prepare_windows(s.values) for s in (tr_part, va, te))
+    torch.manual_seed(job["seed"])
+    cfg = student_config(ds, job["params"])
+    model = MSACNN(cfg)
+    s = SweepSettings(**job["settings"])
+    settings = TrainSettings(epochs=s.epochs, patience=s.epochs, lr=s.lr, batch_size=s.batch_size, seed=job["seed"])
+    empty = np.empty(0, np.int64)
+    if job["teacher"]:
+        d = DistillSettings(**job["distill"])
+        t_logits = torch.from_numpy(np.load(job["teacher_outputs"])["logits"][keep])
+        t_emb = np.load(job["teacher_outputs"])["embeddings"][keep]
+        t_emb = torch.from_numpy((t_emb - t_emb.mean(0)) / (t_emb.std(0) + 1e-6))
+        project = nn.Linear(cfg.embed, t_emb.shape[1])
+        xt, yt, T = torch.from_numpy(x_train), torch.from_numpy(tr_part.labels), d.temperature
+
+        def batch_loss(idx):  # the loss of edgekit.distill: CE on labels + T²·KL to soft labels + feature matching
+            feats = model.features(xt[idx])
+            logits = model.classifier(feats)
+            loss = d.kd_weight * T * T * F.kl_div(F.log_softmax(logits / T, -1), F.softmax(t_logits[idx] / T, -1),
+                                                  reduction="batchmean")
+            if d.ce_weight:
+                loss = loss + d.ce_weight * F.cross_entropy(logits, yt[idx])
+            if d.feature_weight:
+                loss = loss + d.feature_weight * F.mse_loss(project(feats), t_emb[idx])
+            return loss
+
+        fit(model, len(yt), batch_loss, None, settings, extra_parameters=list(project.parameters()), progress=False)
+    else:
+        train_classifier(model, x_train, tr_part.labels, x_train[:0], empty, settings, progress=False)
+    result = {"id": job["id"], "params_budget": job["params"], "fraction": job["fraction"], "seed": job["seed"],
+              "parameters": count_parameters(model), "macs": count_macs(model), "width": cfg.width,
+              "train_windows": len(tr_part), "id_error": _error(model, x_val, va.labels),
+              "ood_error": _error(model, x_test, te.labels), "seconds": round(time.perf_counter() - t0, 2)}
+    out = Path(job["out"])
+    save_checkpoint(out / "checkpoint", Checkpoint(model, pre, ds.class_names, job["spec"],
+                                                   {"sweep": result}), overwrite=True)
+    write_text_atomic(out / RESULT, json.dumps(result, indent=2) + "\n")  # written last: marks the point done
+    return result
+
+
+def _point_line(r: dict) -> str:
+    ood = "-" if r["ood_error"] is None else f"{r['ood_error']:.3f}"
+    return f"  {r['id']:<18}{r['parameters']:>8,} params  ID error {r['id_error']:.3f}  OOD error {ood}"
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs the optional dependency ray (pip install 'edgekit[ray]')") from None
+    return ray
+
+
+def _run_jobs(jobs: list[dict], n_jobs: int, ray_address: str | None, echo) -> list[dict]:
+    if ray_address:
+        ray = _ray()
+        ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+        remote = ray.remote(num_cpus=1)(train_point)
+        return ray.get([remote.remote(j) for j in jobs])
+    if n_jobs <= 1:
+        out = []
+        for j in jobs:
+            out.append(train_point(j))
+            echo(_point_line(out[-1]))
+        return out
+    out = []
+    # spawn: a forked torch process can deadlock in its thread pools
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
+        for r in pool.map(train_point, jobs):
+            out.append(r)
+            echo(_point_line(r))
+    return out
+
+
+def _latency_ms(checkpoint: Path, work: Path) -> float:
+    """Median single-window latency of the student exported to ONNX, in ONNX Runtime on one thread."""
+    import onnxruntime as ort
+
+    from .export import export_checkpoint
+
+    m = export_checkpoint(str(checkpoint), str(work), "onnx", "fp32", overwrite=True)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(work / m["model"]["file"]), opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    x = np.random.default_rng(0).standard_normal([1, *inp.shape[1:]]).astype(np.float32)
+    for _ in range(20):
+        sess.run(None, {inp.name: x})
+    times = []
+    for _ in range(200):
+        t = time.perf_counter()
+        sess.run(None, {inp.name: x})
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def _candidates(ds, lo: int, hi: int) -> list[int]:
+    """Parameter counts of every student width from the smallest tried size up to 4x the largest (beyond the
+    largest tried the prediction is an extrapolation)."""
+    from .models import MSACNN, count_parameters
+    from .train import student_config
+
+    sizes = []
+    for width in range(1, 257):
+        n = count_parameters(MSACNN(student_config(ds, width=width)))
+        if n > 4 * hi:
+            break
+        if n >= lo:
+            sizes.append(n)
+    return sizes
+
+
+def analyse(results: list[dict], ds, teacher: dict | None, settings: SweepSettings, ood_is_grouped: bool) -> dict:
+    from .scaling import fit, pareto_front, predict
+
+    full = [r for r in results if r["fraction"] == max(x["fraction"] for x in results)]
+    sizes = sorted({r["parameters"] for r in full})
+    cands = _candidates(ds, sizes[0], sizes[-1]) if sizes else []
+    untried = [c for c in cands if c not in sizes]
+    fits = {}
+    for split in ("id", "ood"):
+        pts = [(r["parameters"], r[f"{split}_error"], r["seed"]) for r in full if r[f"{split}_error"] is not None]
+        fits[f"{split}_params"] = fit(pts, predict_at=untried)
+        largest = [r for r in results if r["parameters"] == sizes[-1]] if sizes else []
+        pts = [(r["train_windows"], r[f"{split}_error"], r["seed"]) for r in largest if r[f"{split}_error"] is not None]
+        fits[f"{split}_data"] = fit(pts)
+    rec = None
+    f_id, f_ood = fits["id_params"], fits["ood_params"]
+    if f_id is not None:
+        reference = teacher["id_error"] if teacher else f_id["E"]
+        ok = [c for c in cands if predict(f_id, c) <= reference + settings.target]
+        if ok:
+            n = ok[0]
+            pred_id = predict(f_id, n)
+            pred_ood = predict(f_ood, n) if f_ood else None
+            rec = {"parameters": n, "predicted_id_error": pred_id,
+                   "predicted_ood_error": pred_ood,
+                   "predicted_ood_penalty": None if pred_ood is None else pred_ood - pred_id,
+                   "reference": "teacher ID error" if teacher else "fitted asymptote E",
+                   "reference_error": reference, "target": settings.target, "extrapolated": n > sizes[-1]}
+    return {"fits": fits, "recommendation": rec, "ood_is_grouped": ood_is_grouped}
+
+
+def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: list[str], fractions: list[float],
+              seeds: int, settings: SweepSettings = SweepSettings(), distill_settings=None, jobs: int = 1,
+              ray_address: str | None = None, echo=print) -> dict:
+    """Train the grid (skipping points already done in `out`), fit, recommend; write OUT/sweep.json and sweep.md."""
+    from .distill import DistillSettings, teacher_outputs
+
+    out = Path(out)
+    if ray_address:
+        _ray()  # before any work
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise UserError(f"data fractions must be in (0, 1], got {f}")
+    if seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    teacher, outputs_path = None, None
+    distill_settings = distill_settings or DistillSettings()
+    if teacher_dir:
+        from .teacher.store import load_teacher
+        from .train import classification_metrics
+
+        t = load_teacher(teacher_dir)
+        if t.model.classifier is None or "split" not in t.data:
+            raise UserError(f"{teacher_dir}: not a fine-tuned teacher (fine-tune it with edgekit finetune)")
+        spec = t.data
+        ds, tr, va, te = _splits(spec)
+        logits, emb = teacher_outputs(teacher_dir, t, tr)  # cached next to the teacher: computed once
+        outputs_path = out / "teacher-outputs.npz"
+        with atomic_write(outputs_path, binary=True) as f:  # one file every worker reads
+            np.savez(f, logits=logits, embeddings=emb)
+        teacher = {"dir": str(teacher_dir), "parameters": sum(p.numel() for p in t.model.parameters()),
+                   "id_error": 1 - classification_metrics(va.labels, teacher_outputs(teacher_dir, t, va)[0])["accuracy"]
+                   if len(va) else None,
+                   "ood_error": 1 - classification_metrics(te.labels, teacher_outputs(teacher_dir, t, te)[0])["accuracy"]}
+    else:
+        ds, tr, va, te = _splits(spec)
+    if len(va) == 0:
+        raise UserError("the split has no validation windows to measure in-distribution error on; give --val > 0")
+    from .train import student_config
+
+    widths = {}
+    for b in budgets:  # every budget must build before any work starts; budgets giving the same student run once
+        w = student_config(ds, b).width
+        if w in widths.values():
+            echo(f"sweep     budget {b} gives the same student as {[k for k, v in widths.items() if v == w][0]}; "
+                 "skipped")
+            continue
+        widths[b] = w
+    budgets = list(widths)
+    threads = 1 if (jobs > 1 or ray_address) else 0
+    grid = [{"id": f"p{b}-f{f:g}-s{s}", "params": b, "fraction": f, "seed": s} for b in budgets for f in fractions
+            for s in range(seeds)]
+    results, todo = [], []
+    for g in grid:
+        done = out / "points" / g["id"] / RESULT
+        if done.is_file():
+            results.append(json.loads(done.read_text()))
+        else:
+            todo.append({**g, "spec": spec, "teacher": teacher_dir, "teacher_outputs": str(outputs_path or ""),
+                         "settings": asdict(settings), "distill": asdict(distill_settings), "threads": threads,
+                         "out": str(out / "points" / g["id"])})
+    echo(f"sweep     {len(grid)} students ({len(results)} already done), {ds.name}: {len(tr)} train, "
+         f"{len(va)} ID-test, {len(te)} OOD-test windows{', distilled from ' + str(teacher_dir) if teacher_dir else ''}")
+    results += _run_jobs(todo, jobs, ray_address, echo)
+    results.sort(key=lambda r: (r["parameters"], r["fraction"], r["seed"]))
+
+    known = out / "latency.json"
+    latency = {int(k): v for k, v in json.loads(known.read_text()).items()} if known.is_file() else {}
+    for r in results:  # latency depends on the architecture only: measure each size once
+        if r["parameters"] not in latency:
+            latency[r["parameters"]] = _latency_ms(out / "points" / r["id"] / "checkpoint", out / "latency" / r["id"])
+    write_text_atomic(known, json.dumps(latency, indent=2) + "\n")
+    from .scaling import pareto_front
+
+    rows = [{**r, "latency_ms": latency[r["parameters"]], "accuracy": 1 - r["id_error"]} for r in results]
+    for r, on in zip(rows, pareto_front(rows)):
+        r["pareto"] = on
+    summary = {"dataset": ds.name, "split": {k: spec.get(k) for k in ("split", "test_groups", "seed", "val", "test")},
+               "windows": {"train": len(tr), "id_test": len(va), "ood_test": len(te)}, "teacher": teacher,
+               "grid": {"budgets": budgets, "fractions": fractions, "seeds": seeds}, "settings": asdict(settings),
+               "points": rows, **analyse(results, ds, teacher, settings, spec.get("split") == "group")}
+    write_text_atomic(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "sweep.md", format_summary(summary) + "\n")
+    return summary
+
+
+def _interval(iv) -> str:
+    return f"[{iv[0]:.3f}, {iv[1]:.3f}]"
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"# Sweep on {s['dataset']}", "",
+             f"{s['windows']['train']} training windows, {s['windows']['id_test']} in-distribution test windows, "
+             f"{s['windows']['ood_test']} out-of-distribution test windows "
+             f"({'grouped split: whole groups held out' if s['ood_is_grouped'] else 'random split: NOT out of distribution'})."]
+    if s["teacher"]:
+        t = s["teacher"]
+        lines.append(f"Teacher: {t['parameters']:,} parameters, ID error {t['id_error']:.3f}, OOD error "
+                     f"{t['ood_error']:.3f}.")
+    lines += ["", "| budget | params | latency ms | fraction | train windows | seed | ID error | OOD error | Pareto |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in s["points"]:
+        ood = "-" if r["ood_error"] is None else f"{r['ood_error']:.3f}"
+        lines.append(f"| {r['params_budget']} | {r['parameters']:,} | {r['latency_ms']:.4f} | {r['fraction']:g} | "
+                     f"{r['train_windows']} | {r['seed']} | {r['id_error']:.3f} | {ood} | "
+                     f"{'yes' if r['pareto'] else ''} |")
+    lines += ["", "## Fits: error = E + A·X^(-alpha)", "",
+              f"Intervals: {int(s['fits'].get('id_params', {}) and s['fits']['id_params']['level'] * 100 or 90)}% "
+              "bootstrap over seeds.", "", "| split | X | alpha | alpha interval | E | E interval |", "|---|---|---|---|---|---|"]
+    for key, f in s["fits"].items():
+        split, x = key.split("_")
+        name = {"params": "parameters N", "data": "training windows D"}[x]
+        if f is None:
+            lines.append(f"| {split.upper()} | {name} | not fitted (fewer than 3 sizes, or no convergence) | | | |")
+        else:
+            lines.append(f"| {split.upper()} | {name} | {f['alpha']:.3f} | {_interval(f['alpha_interval'])} | "
+                         f"{f['E']:.3f} | {_interval(f['E_interval'])} |")
+    f_id, f_ood = s["fits"]["id_params"], s["fits"]["ood_params"]
+    if f_id and f_id["predictions"]:
+        tried = max(m["size"] for m in f_id["measured"])
+        lines += ["", "## Predicted error at untried sizes", "",
+                  "| params | ID error | ID interval | OOD error | OOD interval | |", "|---|---|---|---|---|---|"]
+        for i, p in enumerate(f_id["predictions"]):
+            o = f_ood["predictions"][i] if f_ood else None
+            lines.append(f"| {int(p['size']):,} | {p['error']:.3f} | {_interval(p['interval'])} | "
+                         f"{'-' if o is None else format(o['error'], '.3f')} | {'-' if o is None else _interval(o['interval'])} | "
+                         f"{'extrapolated' if p['size'] > tried else ''} |")
+    r = s["recommendation"]
+    lines.append("")
+    if r:
+        pen = "-" if r["predicted_ood_penalty"] is None else f"{r['predicted_ood_penalty']:+.3f}"
+        lines.append(f"**Recommended student: {r['parameters']:,} parameters**, the smallest whose predicted ID error "
+                     f"({r['predicted_id_error']:.3f}) is within {r['target']:g} of the {r['reference']} "
+                     f"({r['reference_error']:.3f}); predicted OOD penalty {pen}"
+                     f"{' (extrapolated beyond the largest tried size)' if r['extrapolated'] else ''}.")
+    else:
+        lines.append("No recommendation: no fit, or no size within the tried range meets the target.")
+    return "\n".join(lines)
+
+
+def _floats(value: str) -> list[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"cannot read {value!r}: give comma-separated numbers such as 0.25,0.5,1") from None
+
+
+@click.command("sweep")
+@click.argument("dataset", required=False)
+@click.option("--teacher", type=click.Path(file_okay=False),
+              help="Distil every student from this fine-tuned teacher (its data and split are used); without it "
+                   "students train on labels.")
+@click.option("--params", "budgets", default="1k,3k,10k,30k", show_default=True,
+              help="Comma-separated student parameter budgets.")
+@click.option("--fractions", default="1", show_default=True,
+              help="Comma-separated shares of the labelled training windows (for the fit in data).")
+@click.option("--seeds", default=3, show_default=True, help="Seeds per grid point (the fits' intervals come from them).")
+@click.option("--epochs", default=60, show_default=True, help="Fixed training epochs per student.")
+@click.option("--lr", default=3e-3, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--target", default=0.02, show_default=True,
+              help="Recommend the smallest student whose predicted ID error is within this of the teacher's "
+                   "(without a teacher: of the fitted asymptote E).")
+@click.option("--split", "split_method", type=click.Choice(["random", "group"]),
+              help="Without --teacher: random or group (default: the benchmark's own split, grouped).")
+@click.option("--test-groups", help="Without --teacher: groups held out as the OOD test set.")
+@click.option("--val", default=0.3, show_default=True,
+              help="Without --teacher: share of the remaining windows held out as the in-distribution test set.")
+@click.option("--seed", "split_seed", default=0, show_default=True, help="Without --teacher: seed of the split.")
+@click.option("--window", type=int, help="Samples per window (recordings).")
+@click.option("--label-column", help="Label column of your files.")
+@click.option("--jobs", default=1, show_default=True, help="Students trained in parallel processes.")
+@click.option("--ray", "ray_address", help="Submit the grid to this Ray cluster instead (needs the ray extra).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Sweep directory (a pipeline run's RUN_DIR/sweep is picked up by edgekit report).")
+def sweep_command(dataset, teacher, budgets, fractions, seeds, epochs, lr, batch_size, target, split_method,
+                  test_groups, val, split_seed, window, label_column, jobs, ray_address, out):
+    """Train students over parameter budgets × data fractions × seeds, fit error = E + A·N^(-alpha) in and out of
+    distribution, recommend the smallest student that meets --target, and place every model on a
+    params/latency/accuracy Pareto front. Writes OUT/sweep.json and OUT/sweep.md."""
+    from .cli import _csv_list
+
+    if bool(dataset) == bool(teacher):
+        raise UserError("give either DATASET (students trained on labels) or --teacher (students distilled)")
+    spec = None
+    if dataset:
+        from .data import load_spec
+        from .train import resolve_split
+
+        spec = {"dataset": dataset, "window": window, "label_column": label_column}
+        method, groups = resolve_split(load_spec(spec), split_method, _csv_list(test_groups))
+        spec.update(split=method, test_groups=groups, seed=split_seed, val=val, test=0.2)
+    s = run_sweep(out, spec, teacher, _csv_list(budgets) or [], _floats(fractions), seeds,
+                  SweepSettings(epochs=epochs, lr=lr, batch_size=batch_size, target=target), jobs=jobs,
+                  ray_address=ray_address, echo=click.echo)
+    click.echo(format_summary(s))
