@@ -60,6 +60,9 @@ def fit(points: list[tuple[float, float, int]], predict_at=(), seed: int = 0) ->
     def interval(values):
         return [float(np.percentile(values, lo)), float(np.percentile(values, hi))]
 
+    grid = np.geomspace(sizes[0], sizes[-1] * 4, 40)  # the curve's interval, for plots
+    curves = power_law(grid[:, None], draws[:, 0], draws[:, 1], draws[:, 2])
+    band = [[float(x), float(np.percentile(c, lo)), float(np.percentile(c, hi))] for x, c in zip(grid, curves)]
     at = np.asarray(list(predict_at), dtype=float)
     predictions = []
     for x in at:
@@ -72,6 +75,7 @@ def fit(points: list[tuple[float, float, int]], predict_at=(), seed: int = 0) ->
         "measured": [{"size": float(s), "error": float(m), "seeds": len(b), "std": float(b.std())}
                      for s, m, b in zip(sizes, means, by_size)],
         "predictions": predictions,
+        "band": band,  # [size, low, high] of the fitted curve's interval
     }
 
 
