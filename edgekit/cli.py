@@ -11,6 +11,8 @@ import click
 
 from edgekit_runtime.errors import UserError
 
+from .filters import SIGNAL_OPTIONS, signal_options
+
 
 def _load_spec(spec: dict):
     from .data import load_spec
@@ -148,6 +150,7 @@ def split_options(f):
 @click.option("--width", type=int, help="Set the MSA-CNN width directly instead of --params (4: the paper's small).")
 @click.option("--normalize", type=click.Choice(["stored", "window"]), default="stored", show_default=True,
               help="Per-channel normalisation with training statistics, or per window.")
+@signal_options
 @click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/checkpoint].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
@@ -160,12 +163,13 @@ def train(split_method, test_groups, val, test_fraction, seed, epochs, patience,
     """
     from .train import train_student
 
+    signal = {k: spec.pop(k) for k in SIGNAL_OPTIONS}
     spec = _data_spec(**spec)
     out = out or f"runs/{spec['dataset'].replace('/', '_')}/checkpoint"
     summary = train_student(spec, out, split_method=split_method, test_groups=_csv_list(test_groups), val=val,
                             test=test_fraction, seed=seed, epochs=epochs, patience=patience, lr=lr,
                             batch_size=batch_size, params=params, width=width, normalize=normalize,
-                            overwrite=overwrite, progress=not quiet)
+                            signal=signal, overwrite=overwrite, progress=not quiet)
     if json_out:
         from edgekit_runtime.files import write_text_atomic
 

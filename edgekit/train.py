@@ -148,15 +148,21 @@ def labelled_splits(spec: dict, split_method: str | None, test_groups: list[str]
     return ds, spec, tr, va, te
 
 
-def fit_preprocessing(train, normalize: str, stride: int) -> Preprocessing:
-    """Per-channel statistics of the training windows (observed samples only) and the windowing to use."""
+def fit_preprocessing(train, normalize: str, stride: int, signal: dict | None = None) -> Preprocessing:
+    """Per-channel statistics of the training windows (observed samples only, after the signal-level steps of
+    `signal`: see edgekit.filters) and the windowing to use."""
+    from .filters import signal_steps
+
+    steps = signal_steps(signal or {}, train.sampling_rate)
+    base = Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, "none", **steps)
     mean = std = None
     if normalize == "stored":
-        x = train.values.transpose(1, 0, 2).reshape(train.n_channels, -1)
+        x = base.prepare_windows(train.values).transpose(1, 0, 2).reshape(train.n_channels, -1)
         if train.mask is not None:
             x = x[:, train.mask.reshape(-1)]
         mean, std = tuple(x.mean(1).astype(float)), tuple(x.std(1).astype(float))
-    return Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, normalize, mean, std)
+    return Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, normalize, mean, std,
+                         **steps)
 
 
 def student_config(ds, params: str = "10k", width: int | None = None):
@@ -174,13 +180,16 @@ def student_config(ds, params: str = "10k", width: int | None = None):
 def train_student(spec: dict, out: str, split_method: str | None = None, test_groups: list[str] | None = None,
                   val: float = 0.2, test: float = 0.2, seed: int = 0, epochs: int = 300, patience: int = 40,
                   lr: float = 3e-3, batch_size: int = 16, params: str = "10k", width: int | None = None,
-                  normalize: str = "stored", overwrite: bool = False, progress: bool = True) -> dict:
-    """Load data, train an MSA-CNN on its labels, evaluate on the test split, save a checkpoint; return a summary."""
+                  normalize: str = "stored", signal: dict | None = None, overwrite: bool = False,
+                  progress: bool = True) -> dict:
+    """Load data, train an MSA-CNN on its labels, evaluate on the test split, save a checkpoint; return a summary.
+
+    `signal`: filter/detrend/resampling options (edgekit.filters.SIGNAL_OPTIONS)."""
     from .checkpoint import Checkpoint, save_checkpoint
     from .models import MSACNN, count_macs, count_parameters
 
     ds, spec, tr, va, te = labelled_splits(spec, split_method, test_groups, val, test, seed)
-    pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length)
+    pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length, signal)
     x = {k: pre.prepare_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
 
     torch.manual_seed(seed)

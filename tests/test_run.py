@@ -1,6 +1,7 @@
 """`edgekit run`: stdin (CSV and JSON lines), directories, --follow, --only-changes, bad rows, flat memory."""
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -111,20 +112,28 @@ def test_follow_reads_rows_appended_to_a_growing_file(model, test_csv, tmp_path)
     lines = test_csv.read_text().splitlines(keepends=True)
     growing = tmp_path / "live.csv"
     growing.write_text("".join(lines[:301]))  # 3 windows
-    p = subprocess.Popen([EDGEKIT, "run", str(model), str(growing), "--follow", "--idle-timeout", "3"],
+    p = subprocess.Popen([EDGEKIT, "run", str(model), str(growing), "--follow"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = p.stdout.readline()  # the process has read the first part
-    with open(growing, "a") as f:
-        f.write("".join(lines[301:450]))
-        f.write(lines[450][:10])  # half a row: must wait for the rest, not be read as a bad row
-        f.flush()
-        time.sleep(0.5)
-        f.write(lines[450][10:] + "".join(lines[451:501]))
-    out, err = p.communicate(timeout=60)
-    assert p.returncode == 0, err
-    ends = [json.loads(line)["window_end"] for line in [first, *out.splitlines()]]
-    assert ends == pytest.approx([9.9, 19.9, 29.9, 39.9, 49.9])
-    assert "500 rows, 0 bad rows skipped, 5 windows" in err, err
+    try:
+        got = [json.loads(p.stdout.readline()) for _ in range(3)]  # the first part has been read
+        with open(growing, "a") as f:
+            f.write("".join(lines[301:450]))
+            f.write(lines[450][:10])  # half a row: must wait for the rest, not be read as a bad row
+            f.flush()
+            time.sleep(0.5)
+            f.write(lines[450][10:] + "".join(lines[451:501]))
+        got += [json.loads(p.stdout.readline()) for _ in range(2)]
+    finally:
+        p.send_signal(signal.SIGINT)  # a follower runs until stopped
+        _, err = p.communicate(timeout=60)
+    assert [r["window_end"] for r in got] == pytest.approx([9.9, 19.9, 29.9, 39.9, 49.9])
+    assert p.returncode == 130 and "bad row" not in err and "Traceback" not in err, err
+
+
+def test_follow_with_idle_timeout_ends_when_the_file_stops_growing(model, test_csv, tmp_path):
+    r = edgekit("run", model, test_csv, "--follow", "--idle-timeout", "0.3")
+    assert r.returncode == 0 and len(records(r.stdout)) == 40
+    assert "4000 rows, 0 bad rows skipped, 40 windows" in r.stderr
 
 
 def test_follow_needs_a_file(model, tmp_path):
@@ -160,3 +169,23 @@ def test_soak_a_million_samples_in_flat_memory(model, capsys):
     growth = rss[n - 1] - rss[200_000]
     print(f"soak: {n} samples, RSS {rss[200_000] / 2**20:.1f} -> {rss[n - 1] / 2**20:.1f} MiB")
     assert growth < 8 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over {n - 200_000} samples"
+
+
+def test_parquet_input_gives_the_csv_results_and_reports_bad_rows(model, test_csv, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    header, *rows = test_csv.read_text().splitlines()
+    cols = list(zip(*[r.split(",") for r in rows]))
+    table = {name: [float(v) for v in col] if name != "label" else list(col)
+             for name, col in zip(header.split(","), cols)}
+    pq.write_table(pa.table(table), tmp_path / "test.parquet")
+    strip = lambda recs: [{k: v for k, v in r.items() if k not in ("source", "latency_ms")} for r in recs]  # noqa
+    r = edgekit("run", model, tmp_path / "test.parquet", "--label-column", "label")
+    assert r.returncode == 0, r.stderr
+    assert strip(records(r.stdout)) == strip(records(edgekit("run", model, test_csv, "--label-column", "label").stdout))
+    table["acc_x"][150] = float("nan")
+    pq.write_table(pa.table(table), tmp_path / "bad.parquet")
+    r = edgekit("run", model, tmp_path / "bad.parquet")
+    assert f"{tmp_path / 'bad.parquet'}:151: bad row: NaN or infinite value" in r.stderr
+    assert len(records(r.stdout)) == 39  # the window holding the bad row is gone; the stream restarts after it

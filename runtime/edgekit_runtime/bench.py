@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import click
 import numpy as np
 
 from . import __version__, reference
+from .coldstart import peak_rss_bytes
 from .engine import BACKENDS, installed_backends, open_model
 from .model_dir import load_bundle
 from .stream import Chunk, StreamPreprocessor
@@ -159,7 +159,7 @@ def run_bench(bundle_path, n_windows: int = 500, threads: int = 1, quick: bool =
                 m = next(m for m in runnable if m.name == step)
                 result.setdefault("models", []).append(
                     bench_model(m, pre, n_windows, threads, QUICK_BATCH_SIZES if quick else BATCH_SIZES, evals))
-    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result["peak_rss_bytes"] = peak_rss_bytes()
     result["hardware"] = hardware()
     return result
 

@@ -75,7 +75,7 @@ def backend_options(f):
 @BUNDLE
 @click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True))
 @click.option("--out", type=click.Path(dir_okay=False), help="Write JSON lines here instead of stdout.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]),
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]),
               help="Input format [default: from the file suffix, else detected from the first line].")
 @click.option("--follow", is_flag=True, help="Keep reading INPUT as it grows (like tail -f).")
 @click.option("--idle-timeout", type=float, help="With --follow: stop after this many seconds without new data.")
@@ -90,9 +90,9 @@ def run(bundle, input_path, out, fmt, follow, idle_timeout, only_changes, stride
         strict, label_column):
     """Classify every window of INPUT with the model in BUNDLE (a directory or .tar.gz).
 
-    INPUT is a CSV or JSON-lines file, a directory of them, or - for stdin. CSV has a header row naming the
-    columns: the model's channel columns (any order, extra columns ignored) and optionally a `time` column
-    (seconds or ISO-8601); JSON lines are objects with the same keys. Writes one JSON line per window:
+    INPUT is a CSV, JSON-lines or Parquet file (Parquet needs pyarrow), a directory of them, or - for stdin.
+    CSV has a header row naming the columns: the model's channel columns (any order, extra columns ignored) and
+    optionally a `time` column (seconds or ISO-8601); JSON lines and Parquet have the same keys/columns. Writes one JSON line per window:
     {"source", "window_end", "class", "probabilities", "latency_ms"}. Bad rows are reported on stderr with their
     line number and skipped; a window never spans a bad row.
     """

@@ -1,4 +1,4 @@
-"""Reading samples from CSV or JSON lines, from files, growing files or stdin, as chunks of good rows.
+"""Reading samples from CSV or JSON lines (files, growing files, stdin) or Parquet, as chunks of good rows.
 
 Rows are read one at a time, so input of any length runs in flat memory. A bad row (wrong column count, missing
 field, non-numeric or non-finite value, time going backwards) is reported with its line number and ends the
@@ -235,8 +235,61 @@ def read_chunks(
         raise UserError(f"unknown input format {fmt!r}; allowed: {', '.join(FORMATS)}")
     rows = _Rows(name, channels, sampling_rate, strict, stats, on_bad)
     parse = _csv_records if fmt == "csv" else _jsonl_records
-    records = parse(lines, rows, time_column, label_column, {c: k for k, c in enumerate(classes)})
+    yield from _chunks(parse(lines, rows, time_column, label_column, {c: k for k, c in enumerate(classes)}),
+                       label_column is not None, chunk_rows)
 
+
+def read_parquet_chunks(path, channels: tuple[str, ...], sampling_rate: float, time_column: str | None = "time",
+                        label_column: str | None = None, classes: tuple[str, ...] = (), chunk_rows: int = 4096,
+                        strict: bool = False, stats: ReadStats | None = None,
+                        on_bad: Callable[[str], None] | None = None) -> Iterator[Chunk]:
+    """Chunks of good samples from a Parquet file, read in row batches; bad rows are reported by row number.
+    Needs pyarrow, which the runtime does not depend on."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow), or convert it to CSV") from None
+    try:
+        f = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises its own error types for unreadable files
+        raise UserError(f"{path}: not a readable Parquet file ({e})") from None
+    names = f.schema_arrow.names
+    missing = [c for c in channels if c not in names]
+    if missing:
+        raise UserError(f"{path}: missing channel column(s) {', '.join(missing)}; the model needs {', '.join(channels)}")
+    if label_column is not None and label_column not in names:
+        raise UserError(f"{path}: no label column {label_column!r}")
+    tcol = time_column if time_column in names else None
+    columns = [*channels, *([tcol] if tcol else []), *([label_column] if label_column else [])]
+    rows = _Rows(str(path), channels, sampling_rate, strict, stats if stats is not None else ReadStats(), on_bad)
+    class_index = {c: k for k, c in enumerate(classes)}
+
+    def records():
+        rowno = 0
+        for batch in f.iter_batches(batch_size=chunk_rows, columns=columns):
+            cols = {c: batch.column(c).to_pylist() for c in columns}
+            for i in range(batch.num_rows):
+                rowno += 1
+                rows.stats.rows += 1
+                try:
+                    vals = [float(cols[c][i]) for c in channels]
+                    t = parse_time(cols[tcol][i]) if tcol else None
+                except (TypeError, ValueError):
+                    rows.bad(rowno, "non-numeric or missing value")
+                    yield False
+                    continue
+                t = rows.check(rowno, vals, t)
+                if t is None:
+                    yield False
+                    continue
+                yield t, vals, class_index.get(str(cols[label_column][i]), -1) if label_column else None
+
+    yield from _chunks(records(), label_column is not None, chunk_rows)
+
+
+def _chunks(records, with_labels: bool, chunk_rows: int) -> Iterator[Chunk]:
+    """Group good records into chunks; None (no more data for now) flushes, False (a bad row) also starts a new
+    segment."""
     times: list[float] = []
     values: list[list[float]] = []
     labels: list[int] = []
@@ -245,7 +298,7 @@ def read_chunks(
         if rec is None or rec is False or len(values) >= chunk_rows:
             if values:
                 yield Chunk(np.asarray(times, np.float64), np.asarray(values, np.float32), new_segment,
-                            np.asarray(labels, np.int64) if label_column is not None else None)
+                            np.asarray(labels, np.int64) if with_labels else None)
                 new_segment = False
                 times, values, labels = [], [], []
             new_segment = new_segment or rec is False
@@ -254,8 +307,8 @@ def read_chunks(
         t, vals, label = rec
         times.append(t)
         values.append(vals)
-        if label_column is not None:
+        if with_labels:
             labels.append(label)
     if values:
         yield Chunk(np.asarray(times, np.float64), np.asarray(values, np.float32), new_segment,
-                    np.asarray(labels, np.int64) if label_column is not None else None)
+                    np.asarray(labels, np.int64) if with_labels else None)

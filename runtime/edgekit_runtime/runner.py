@@ -15,10 +15,10 @@ from .engine import choose_models, open_model
 from .errors import UserError
 from .files import atomic_write
 from .model_dir import load_bundle
-from .readers import ReadStats, live_lines, read_chunks
+from .readers import ReadStats, live_lines, read_chunks, read_parquet_chunks
 from .stream import StreamPreprocessor
 
-SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 class Runner:
@@ -59,14 +59,16 @@ class Runner:
 
     def run_stream(self, lines: Iterable[str | None], source: str, fmt: str | None = None, strict: bool = False,
                    label_column: str | None = None, only_changes: bool = False) -> Iterator[dict]:
-        """Records for every window of a line stream (CSV or JSON lines); a summary goes to stderr at the end."""
+        """Records for every window of a line stream (CSV or JSON lines), or of a Parquet file (`lines` is then its
+        path); a summary goes to stderr at the end."""
         stream = StreamPreprocessor(self.pre, self.stride)
         stats = ReadStats()
-        chunks = read_chunks(
-            lines, source, self.pre.channels, self.pre.sampling_rate, fmt=fmt, label_column=label_column,
-            classes=self.bundle.classes, strict=strict, stats=stats,
-            on_bad=lambda msg: print(f"edgekit: warning: {msg}", file=sys.stderr, flush=True),
-        )
+        options = dict(label_column=label_column, classes=self.bundle.classes, strict=strict, stats=stats,
+                       on_bad=lambda msg: print(f"edgekit: warning: {msg}", file=sys.stderr, flush=True))
+        if fmt == "parquet":
+            chunks = read_parquet_chunks(lines, self.pre.channels, self.pre.sampling_rate, **options)
+        else:
+            chunks = read_chunks(lines, source, self.pre.channels, self.pre.sampling_rate, fmt=fmt, **options)
         n_windows = n_correct = 0
         last_class = None
         for chunk in chunks:
@@ -97,8 +99,8 @@ class Runner:
 
     def _sources(self, input_path: str, fmt: str | None, follow: bool, idle_timeout: float | None):
         if input_path == "-":
-            if follow:
-                raise UserError("--follow reads a growing file; stdin is followed anyway")
+            if follow or fmt == "parquet":
+                raise UserError("stdin takes CSV or JSON lines, and is followed anyway (no --follow)")
             yield "<stdin>", live_lines(sys.stdin.buffer, follow=False), fmt
             return
         path = Path(input_path)
@@ -113,6 +115,11 @@ class Runner:
         else:
             raise UserError(f"{path}: no such file or directory")
         for p in files:
+            if (fmt or SUFFIX_FORMATS.get(p.suffix.lower())) == "parquet":
+                if follow:
+                    raise UserError(f"{p}: --follow reads growing text files, not Parquet")
+                yield str(p), p, "parquet"
+                continue
             try:
                 f = open(p, "rb") if follow else open(p, newline="", encoding="utf-8", errors="replace")
             except OSError as e:

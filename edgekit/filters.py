@@ -1,0 +1,62 @@
+"""Signal-level preprocessing chosen at training time: IIR filter design (scipy, compile side only), detrending
+and resampling. The designed filter is stored as second-order sections in preprocess.json, so the board runs it
+with the runtime's numba kernel and needs no scipy."""
+
+from __future__ import annotations
+
+import click
+
+from edgekit_runtime.errors import UserError
+
+SIGNAL_OPTIONS = ("highpass", "bandpass", "filter_order", "detrend", "max_gap")
+
+
+def design_filter(kind: str, cutoff_hz: tuple[float, ...], rate: float, order: int = 4):
+    """A Butterworth high-pass (one cutoff) or band-pass (two cutoffs) filter as second-order sections."""
+    import scipy.signal
+
+    from edgekit_runtime.iir import IIRFilter
+
+    nyquist = rate / 2
+    if order < 1:
+        raise UserError(f"--filter-order must be at least 1, got {order}")
+    if not all(0 < c < nyquist for c in cutoff_hz) or list(cutoff_hz) != sorted(set(cutoff_hz)):
+        raise UserError(f"{kind} cutoff(s) {', '.join(f'{c:g}' for c in cutoff_hz)} Hz must be increasing and "
+                        f"between 0 and the Nyquist frequency ({nyquist:g} Hz at {rate:g} Hz sampling)")
+    sos = scipy.signal.butter(order, cutoff_hz if len(cutoff_hz) > 1 else cutoff_hz[0], btype=kind, fs=rate,
+                              output="sos")
+    return IIRFilter(sos, scipy.signal.sosfilt_zi(sos), kind, tuple(float(c) for c in cutoff_hz), order)
+
+
+def signal_steps(options: dict, rate: float) -> dict:
+    """`Preprocessing` keyword arguments (detrend, filter, max_gap) from the command-line options."""
+    highpass, bandpass = options.get("highpass"), options.get("bandpass")
+    if highpass is not None and bandpass is not None:
+        raise UserError("give --highpass or --bandpass, not both")
+    order = 4 if options.get("filter_order") is None else options["filter_order"]
+    filt = None
+    if highpass is not None:
+        filt = design_filter("highpass", (highpass,), rate, order)
+    elif bandpass is not None:
+        try:
+            lo, hi = (float(v) for v in bandpass.split(","))
+        except ValueError:
+            raise UserError(f"--bandpass takes LOW,HIGH in Hz, got {bandpass!r}") from None
+        filt = design_filter("bandpass", (lo, hi), rate, order)
+    return {"detrend": options.get("detrend") or "none", "filter": filt, "max_gap": options.get("max_gap")}
+
+
+def signal_options(f):
+    """Command-line options for the signal-level steps; shared by the commands that fit preprocessing."""
+    opts = [
+        click.option("--highpass", type=float, help="High-pass the signal at this many Hz before windowing."),
+        click.option("--bandpass", help="Band-pass the signal: LOW,HIGH in Hz."),
+        click.option("--filter-order", type=int, help="Butterworth order of --highpass/--bandpass [default: 4]."),
+        click.option("--detrend", help="Remove each window's mean or linear trend per channel: none, constant or "
+                                       "linear [default: none]."),
+        click.option("--max-gap", type=float, help="On the board, resample irregular timestamps to the nominal "
+                                                   "rate, splitting the stream at gaps longer than this (seconds)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f

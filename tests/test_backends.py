@@ -1,0 +1,69 @@
+"""Inference backends: onnxruntime and LiteRT run the same bundle to the same answers; the choice follows what
+the bundle holds and what is installed, and can be overridden."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import EDGEKIT
+from edgekit.bundle import build_bundle
+from edgekit.export import export_checkpoint
+from edgekit_runtime import engine
+from edgekit_runtime.errors import UserError
+from edgekit_runtime.model_dir import load_bundle
+from edgekit_runtime.runner import Runner
+
+
+@pytest.fixture(scope="module")
+def two_format_bundle(basic_motions_run, tmp_path_factory):
+    root = basic_motions_run["root"]
+    out = tmp_path_factory.mktemp("backends")
+    export_checkpoint(str(root / "checkpoint"), str(out / "tflite"), fmt="tflite")
+    build_bundle([str(root / "model"), str(out / "tflite")], str(out / "b.tar.gz"), checkpoint=str(root / "checkpoint"))
+    build_bundle([str(out / "tflite")], str(out / "tflite-only"))
+    return out
+
+
+def test_both_backends_give_the_same_probabilities(two_format_bundle):
+    b = two_format_bundle / "b.tar.gz"
+    windows, labels = load_bundle(b).eval_set()
+    ort, lite = Runner(b, backend="onnxruntime"), Runner(b, backend="litert")
+    assert (ort.model.backend, lite.model.backend) == ("onnxruntime", "litert")
+    x = ort.pre.prepare_windows(windows)
+    p_ort, p_lite = ort.model.predict_proba(x), lite.model.predict_proba(x)
+    np.testing.assert_allclose(p_lite, p_ort, atol=1e-5)
+    assert (p_lite.argmax(1) == labels).mean() == (p_ort.argmax(1) == labels).mean()
+
+
+def test_automatic_choice_follows_the_manifest_order_and_the_installed_backends(two_format_bundle, monkeypatch):
+    b = load_bundle(two_format_bundle / "b.tar.gz")
+    assert [m.format for m in engine.choose_models(b)] == ["onnx", "tflite"]
+    monkeypatch.setattr(engine, "installed_backends", lambda: ["litert"])
+    assert [m.format for m in engine.choose_models(b)] == ["tflite"]
+    monkeypatch.setattr(engine, "installed_backends", lambda: ["onnxruntime"])
+    with pytest.raises(UserError, match="need litert, which is not installed"):
+        engine.choose_models(load_bundle(two_format_bundle / "tflite-only"))
+
+
+def test_asking_for_a_model_the_bundle_lacks_is_a_user_error(two_format_bundle):
+    r = subprocess.run([EDGEKIT, "run", str(two_format_bundle / "b.tar.gz"), "-", "--precision", "int8"],
+                       input="", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "no int8 model in the bundle; it holds model-fp32.onnx" in r.stderr
+
+
+def test_run_on_the_litert_backend_with_threads(two_format_bundle, basic_motions_run, tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit_runtime.cli import main
+
+    csv = tmp_path / "test.csv"
+    assert CliRunner().invoke(main, ["data", "to-csv", "BasicMotions", "--group", "test", str(csv)]).exit_code == 0
+    outs = {}
+    for backend in ("onnxruntime", "litert"):
+        r = subprocess.run([EDGEKIT, "run", str(two_format_bundle / "b.tar.gz"), str(csv), "--backend", backend,
+                            "--threads", "2"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        outs[backend] = [json.loads(line)["class"] for line in r.stdout.splitlines()]
+    assert len(outs["litert"]) == 40 and outs["litert"] == outs["onnxruntime"]
