@@ -17,16 +17,14 @@ $(STAMP): pyproject.toml exporters/pyproject.toml runtime/pyproject.toml
 	$(BIN)/pip install --quiet -e "runtime[dev]" -e "exporters[dev]" -e ".[dev]"
 	touch $(STAMP)
 
-# The recipe end to end (pretrain, finetune, distil, export, bundle, bench), the bundle run on the test split
-# streamed as CSV as on the board, a student-size sweep and the HTML report. A second `make demo` skips every
-# unchanged stage and sweep point.
+# The recipe end to end (pretrain, finetune, student-size sweep, distil, export, bundle, bench), the bundle run on
+# the test split streamed as CSV as on the board, and the HTML report. A second `make demo` skips every unchanged
+# stage.
 demo: setup
 	$(BIN)/edgekit data show BasicMotions
 	$(BIN)/edgekit pipeline recipes/basicmotions.toml --out $(DEMO) --quiet
 	$(BIN)/edgekit data to-csv BasicMotions --group test $(DEMO)/test.csv
 	$(BIN)/edgekit run $(DEMO)/bundle/bundle $(DEMO)/test.csv --label-column label --out $(DEMO)/predictions.jsonl
-	$(BIN)/edgekit sweep --teacher $(DEMO)/finetune/teacher --params 1k,2k,4k,8k --seeds 2 --epochs 40 --jobs 2 \
-		--out $(DEMO)/sweep
 	$(BIN)/edgekit report $(DEMO)
 
 test: setup browser

@@ -1,10 +1,10 @@
-"""`edgekit pipeline`: a recipe through pretrain → finetune → distill → export → bundle → bench.
+"""`edgekit pipeline`: a recipe through pretrain → finetune → sweep → distill → export → bundle → bench.
 
 Each stage writes RUN_DIR/STAGE/ with a `stage.json` record holding the hash of its settings and of the stages it
 reads. A stage's work happens in RUN_DIR/.work/STAGE-HASH/ and is renamed into place with its record only when it
 has finished, so a stage directory is either complete or absent. A rerun skips every stage whose record carries
 the same hash; a killed run starts again at the first stage without one (pretraining continues from its last
-checkpoint in the work directory, since its settings are in the hash).
+checkpoint in the work directory, since its settings are in the hash; a sweep keeps its finished students).
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from edgekit_runtime.files import write_text_atomic
 from . import __version__
 from .recipe import Recipe, data_fingerprint
 
-STAGES = ("pretrain", "finetune", "distill", "export", "bundle", "bench")
+STAGES = ("pretrain", "finetune", "sweep", "distill", "export", "bundle", "bench")
+RESUMABLE = ("pretrain", "sweep")  # stages that continue inside their work directory after a kill
 RECORD = "stage.json"
 # what each stage depends on in the recipe besides the stages before it
 STAGE_SECTIONS = {"pretrain": ("data", "teacher", "pretrain"), "finetune": ("data", "teacher", "finetune"),
-                  "distill": ("data", "student", "distill"), "export": ("export",), "bundle": ("bundle",),
+                  "sweep": ("sweep", "distill"), "distill": ("data", "student", "distill"), "export": ("export",), "bundle": ("bundle",),
                   "bench": ("bench",)}
 
 
@@ -87,14 +88,45 @@ def _finetune(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
     return {"teacher": "teacher", "summary": summary}
 
 
+def _distill_settings(recipe: Recipe):
+    from .distill import DistillSettings
+
+    d = recipe["distill"]
+    return DistillSettings(d["ce_weight"], d["kd_weight"], d["feature_weight"], d["temperature"])
+
+
+def _sweep(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
+    sw = recipe["sweep"]
+    if sw is None:
+        return {"sweep": None}
+    from .sweep import SweepSettings, run_sweep
+
+    d = recipe["distill"]
+    s = run_sweep(str(work), None, str(run / "finetune" / "teacher"), sw["params"], sw["fractions"], sw["seeds"],
+                  SweepSettings(epochs=sw["epochs"], lr=d["lr"], batch_size=d["batch_size"], target=sw["target"]),
+                  distill_settings=_distill_settings(recipe), jobs=sw["jobs"], echo=lambda line: None)
+    return {"sweep": "sweep.json", "recommendation": s["recommendation"]}
+
+
+def _student_params(recipe: Recipe, run: Path) -> str:
+    params = recipe["student"]["params"]
+    if params != "auto" or recipe["student"]["width"] is not None:
+        return params
+    rec = read_record(run / "sweep")["result"].get("recommendation")
+    if rec is None:
+        raise UserError(f"student.params = \"auto\": no swept size is predicted within sweep.target of the teacher; "
+                        f"see {run / 'sweep' / 'sweep.md'}, then raise sweep.target or give student.params")
+    return str(rec["parameters"])
+
+
 def _distill(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
-    from .distill import DistillSettings, distill
+    from .distill import distill
     from .train import TrainSettings
 
     d, s = recipe["distill"], recipe["student"]
     summary = distill(str(run / "finetune" / "teacher"), str(work / "student"), None,
-                      [{"dataset": u} for u in d["unlabeled"]], params=s["params"], width=s["width"],
-                      settings=DistillSettings(d["ce_weight"], d["kd_weight"], d["feature_weight"], d["temperature"]),
+                      [{"dataset": u} for u in d["unlabeled"]], params=_student_params(recipe, run), width=s["width"],
+                      settings=_distill_settings(recipe),
                       train_settings=TrainSettings(epochs=d["epochs"], patience=d["patience"], lr=d["lr"],
                                                    batch_size=d["batch_size"], seed=recipe["data"]["seed"]),
                       progress=progress)
@@ -138,7 +170,7 @@ def _bench(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
                        for m in result.get("models", [])]}
 
 
-RUNNERS = {"pretrain": _pretrain, "finetune": _finetune, "distill": _distill, "export": _export,
+RUNNERS = {"pretrain": _pretrain, "finetune": _finetune, "sweep": _sweep, "distill": _distill, "export": _export,
            "bundle": _bundle, "bench": _bench}
 
 
@@ -173,10 +205,11 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, from_stage: str | None = N
             records[stage] = record
             continue
         work = run / ".work" / f"{stage}-{key}"
-        if stage != "pretrain" or not work.exists():  # only pretraining resumes inside its work directory
+        if stage not in RESUMABLE:
             shutil.rmtree(work, ignore_errors=True)
-            if stage == "pretrain":
-                shutil.rmtree(run / ".work", ignore_errors=True)  # other hashes' leftovers
+        for stale in (run / ".work").glob(f"{stage}-*"):  # leftovers of other settings
+            if stale != work:
+                shutil.rmtree(stale, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
         echo(f"{stage:<10}running ({key})")
         t0 = time.perf_counter()
@@ -196,6 +229,12 @@ def _summary_lines(run: Path, records: dict) -> list[str]:
     ft = records["finetune"]["result"]["summary"]
     st = records["distill"]["result"]["summary"]["student"]
     lines.append(f"teacher   {ft['parameters']:,} parameters, test accuracy {ft['test_accuracy']:.3f}")
+    rec = records["sweep"]["result"].get("recommendation")
+    if rec:
+        pen = rec["predicted_ood_penalty"]
+        lines.append(f"sweep     recommends {rec['parameters']:,} parameters (predicted ID error "
+                     f"{rec['predicted_id_error']:.3f}, OOD penalty {'-' if pen is None else format(pen, '+.3f')}); "
+                     f"{run / 'sweep' / 'sweep.md'}")
     lines.append(f"student   {st['parameters']:,} parameters, test accuracy {st['test_accuracy']:.3f}")
     for name, m in records["export"]["result"]["models"].items():
         v = m["verification"]

@@ -18,7 +18,7 @@ REQUIRED = object()
 
 @dataclass(frozen=True)
 class Key:
-    type: type | tuple  # int, float, str, bool or (list, str)
+    type: type | tuple  # int, float, str, bool, (list, str) or (list, float)
     default: object = None
     choices: tuple = ()
 
@@ -44,6 +44,7 @@ def _sections() -> dict[str, dict[str, Key]]:
             "epochs": Key(int, 60), "patience": Key(int, 15), "lr": Key(float, 5e-4), "batch_size": Key(int, 32),
             "labels_per_class": Key(int), "freeze_encoder": Key(bool, False),
         },
+        # params = "auto": the size the [sweep] recommends
         "student": {"params": Key(str, "10k"), "width": Key(int)},
         "distill": {
             "ce_weight": Key(float, 1.0), "kd_weight": Key(float, 1.0), "feature_weight": Key(float, 0.5),
@@ -55,26 +56,37 @@ def _sections() -> dict[str, dict[str, Key]]:
     }
 
 
+# optional: without a [sweep] table the pipeline skips the sweep stage
+SWEEP_KEYS = {"params": Key((list, str), ["1k", "3k", "10k", "30k"]), "fractions": Key((list, float), [1.0]),
+              "seeds": Key(int, 2), "epochs": Key(int, 40), "jobs": Key(int, 1), "target": Key(float, 0.02)}
 EXPORT_KEYS = {"format": Key(str, "onnx", ("onnx", "tflite")), "precision": Key(str, "fp32", ("fp32", "fp16", "int8")),
                "calibration_size": Key(int, 256)}
 TOP_KEYS = {"name": Key(str)}
 
 
 def _type_name(t) -> str:
-    return "a list of strings" if isinstance(t, tuple) else {int: "an integer", float: "a number", str: "a string",
-                                                              bool: "true or false"}[t]
+    if isinstance(t, tuple):
+        return "a list of strings" if t[1] is str else "a list of numbers"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[t]
+
+
+def _is(value, t) -> bool:
+    if t is bool:
+        return isinstance(value, bool)
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, t) and not isinstance(value, bool)
 
 
 def _check(where: str, name: str, value, key: Key):
     t = key.type
-    ok = (isinstance(value, list) and all(isinstance(v, str) for v in value)) if isinstance(t, tuple) else \
-        isinstance(value, bool) if t is bool else \
-        (isinstance(value, (int, float)) and not isinstance(value, bool)) if t is float else \
-        (isinstance(value, t) and not isinstance(value, bool))
+    ok = (isinstance(value, list) and all(_is(v, t[1]) for v in value)) if isinstance(t, tuple) else _is(value, t)
     if not ok:
         raise UserError(f"{where}: {name} must be {_type_name(t)}, got {value!r}")
     if key.choices and value not in key.choices:
         raise UserError(f"{where}: {name} = {value!r} is not allowed; allowed: {', '.join(key.choices)}")
+    if t == (list, float):
+        return [float(v) for v in value]
     return float(value) if t is float else value
 
 
@@ -131,14 +143,15 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{where}: not valid TOML ({e})") from None
     sections = _sections()
-    allowed = [*TOP_KEYS, *sections, "export"]
+    allowed = [*TOP_KEYS, *sections, "sweep", "export"]
     for k in raw:
         if k not in allowed:
             raise UserError(f"{where}: unknown key {k}; allowed: {', '.join(allowed)}")
-        if k in sections and not isinstance(raw[k], dict):
+        if k in (*sections, "sweep") and not isinstance(raw[k], dict):
             raise UserError(f"{where}: {k} must be a table ([{k}])")
     top = _fill(where, "", {k: raw[k] for k in TOP_KEYS if k in raw}, TOP_KEYS)
     values = {s: _fill(where, f"{s}.", raw.get(s, {}), keys) for s, keys in sections.items()}
+    values["sweep"] = _fill(where, "sweep.", raw["sweep"], SWEEP_KEYS) if "sweep" in raw else None
     exports = raw.get("export", [{}])
     if not isinstance(exports, list) or not exports or not all(isinstance(e, dict) for e in exports):
         raise UserError(f"{where}: export must be one or more [[export]] tables")
@@ -157,7 +170,26 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     d = values["data"]
     d["dataset"] = _resolve_dataset(where, d["dataset"], path.parent)
     values["distill"]["unlabeled"] = [_resolve_dataset(where, u, path.parent) for u in values["distill"]["unlabeled"]]
-    if values["student"]["width"] is None:
+    if values["student"]["params"] == "auto" and values["sweep"] is None:
+        raise UserError(f"{where}: student.params = \"auto\" takes the size a sweep recommends; add a [sweep] table "
+                        "or give a budget such as \"10k\"")
+    sw = values["sweep"]
+    if sw is not None:
+        from .models.msa_cnn import parse_budget
+
+        if not sw["params"] or not sw["fractions"]:
+            raise UserError(f"{where}: sweep.params and sweep.fractions need at least one value")
+        for b in sw["params"]:
+            try:
+                parse_budget(b)
+            except UserError as e:
+                raise UserError(f"{where}: sweep.params: {e}") from None
+        if not all(0 < f <= 1 for f in sw["fractions"]):
+            raise UserError(f"{where}: sweep.fractions must be in (0, 1]")
+        for k in ("seeds", "epochs", "jobs"):
+            if sw[k] < 1:
+                raise UserError(f"{where}: sweep.{k} must be at least 1, got {sw[k]}")
+    if values["student"]["width"] is None and values["student"]["params"] != "auto":
         from .models.msa_cnn import parse_budget
 
         try:

@@ -150,8 +150,8 @@ def _pareto_figure(s: dict):
 def _sweep_section(run: Path) -> str:
     path = run / "sweep" / "sweep.json"
     if not path.is_file():
-        return (f'<p class="missing">No sweep in this run. Run <code>edgekit sweep --teacher '
-                f'{_esc(run / "finetune" / "teacher")} --out {_esc(run / "sweep")}</code> to add one.</p>')
+        return ('<p class="missing">No sweep in this run: add a [sweep] table to the recipe (or run <code>edgekit '
+                f'sweep --teacher {_esc(run / "finetune" / "teacher")} --out {_esc(run / "sweep")}</code>).</p>')
     s = json.loads(path.read_text())
     figs = _figure(_scaling_figure(s, "id"), "in-distribution error against parameters")
     figs += _figure(_scaling_figure(s, "ood"), "out-of-distribution error against parameters")

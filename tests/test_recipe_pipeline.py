@@ -61,6 +61,9 @@ def write_recipe(tmp_path, steps=2, params="2k", name="tiny.toml"):
     ('teacher = 3\n[data]\ndataset = "BasicMotions"\n', "teacher must be a table"),
     ('[data]\ndataset = "BasicMotions"\n[students]\n', "unknown key students; allowed: name, data,"),
     ('[data\n', "not valid TOML"),
+    ('[data]\ndataset = "BasicMotions"\n[student]\nparams = "auto"\n', "add a [sweep] table"),
+    ('[data]\ndataset = "BasicMotions"\n[sweep]\nfractions = [0.5, "all"]\n', "sweep.fractions must be a list of numbers"),
+    ('[data]\ndataset = "BasicMotions"\n[sweep]\nfractions = [1.5]\n', "sweep.fractions must be in (0, 1]"),
 ])
 def test_invalid_recipe_is_one_line_naming_the_key_before_any_work(tmp_path, text, message):
     recipe = tmp_path / "r.toml"
@@ -129,11 +132,11 @@ def test_a_failed_stage_leaves_no_stage_directory_and_the_rerun_continues_there(
     monkeypatch.setitem(pipeline.RUNNERS, "export", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(recipe, run, progress=False, echo=lambda s: None)
-    assert [s for s in STAGES if (run / s).exists()] == ["pretrain", "finetune", "distill"]
+    assert [s for s in STAGES if (run / s).exists()] == ["pretrain", "finetune", "sweep", "distill"]
     monkeypatch.undo()
     log = []
     run_pipeline(recipe, run, progress=False, echo=log.append)
-    assert [line.split()[0] for line in log if "skipped" in line] == ["pretrain", "finetune", "distill"]
+    assert [line.split()[0] for line in log if "skipped" in line] == ["pretrain", "finetune", "sweep", "distill"]
     assert read_record(run / "pretrain")["result"]["teacher"] is None  # steps = 0: trained from scratch
 
 
@@ -157,3 +160,23 @@ def test_killed_pipeline_resumes_pretraining_from_its_last_checkpoint(tmp_path):
     records = run_pipeline(load_recipe(recipe), run, progress=False, echo=lambda s: None)
     pre = records["pretrain"]["result"]
     assert pre["resumed"] and [h["step"] for h in pre["summary"]["history"]] == list(range(2, 13, 2))
+
+
+def test_auto_student_size_is_the_one_the_sweep_recommends(tmp_path):
+    text = TINY.format(steps=0, params="auto") + """
+[sweep]
+params = ["1k", "3k", "10k"]
+seeds = 2
+epochs = 2
+target = 1.0
+"""
+    recipe = tmp_path / "auto.toml"
+    recipe.write_text(text)
+    run = tmp_path / "run"
+    records = run_pipeline(load_recipe(recipe), run, progress=False, echo=lambda s: None)
+    rec = records["sweep"]["result"]["recommendation"]
+    sweep = json.loads((run / "sweep" / "sweep.json").read_text())
+    assert rec == sweep["recommendation"]
+    # every swept size meets a target of 1.0, so the smallest is recommended and distilled
+    assert rec["parameters"] == min(p["parameters"] for p in sweep["points"])
+    assert records["distill"]["result"]["summary"]["student"]["parameters"] == rec["parameters"]
