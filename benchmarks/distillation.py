@@ -110,9 +110,6 @@ def main():
     ap.add_argument("--epochs", type=int, default=100, help="Teacher fine-tuning epochs.")
     ap.add_argument("--params", default="10k")
     args = ap.parse_args()
-
-    from results import write
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
@@ -121,8 +118,14 @@ def main():
                 rows += new
                 for r in new:
                     print(r, flush=True)
+            report(rows, args)  # after every dataset, so a long run leaves results as it goes
+
+
+def report(rows: list[dict], args) -> None:
+    from results import write
+
     summary = []
-    for name in args.datasets.split(","):
+    for name in dict.fromkeys(r["dataset"] for r in rows):
         for model in dict.fromkeys(r["model"] for r in rows if r["dataset"] == name):
             rs = [r for r in rows if r["dataset"] == name and r["model"] == model]
             acc, f1 = np.array([r["accuracy"] for r in rs]), np.array([r["macro_f1"] for r in rs])
