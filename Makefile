@@ -40,8 +40,10 @@ browser:
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
+# Side-by-side measurements of the runtime and the exports (JSON + tables under benchmarks/results/).
 bench: setup
-	$(BIN)/python benchmarks/runtime_latency.py
+	$(BIN)/python benchmarks/runtime_vs_torch.py
+	$(BIN)/python benchmarks/export_formats.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -40,6 +40,27 @@ class DistillSettings:
     temperature: float = 4.0
 
 
+def standardised(embeddings: np.ndarray) -> torch.Tensor:
+    """The teacher's embeddings standardised per dimension: the target of the feature term."""
+    return torch.from_numpy((embeddings - embeddings.mean(0)) / (embeddings.std(0) + 1e-6))
+
+
+def distillation_loss(student, project: nn.Module, x: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor,
+                      t_emb: torch.Tensor, s: DistillSettings) -> torch.Tensor:
+    """The loss of the module docstring for one batch; labels < 0 mark unlabelled windows (no CE term)."""
+    feats = student.features(x)
+    logits = student.classifier(feats)
+    T = s.temperature
+    loss = s.kd_weight * T * T * F.kl_div(F.log_softmax(logits / T, -1), F.softmax(t_logits / T, -1),
+                                          reduction="batchmean")
+    labelled = y >= 0
+    if labelled.any() and s.ce_weight:
+        loss = loss + s.ce_weight * F.cross_entropy(logits[labelled], y[labelled])
+    if s.feature_weight:
+        loss = loss + s.feature_weight * F.mse_loss(project(feats), t_emb)
+    return loss
+
+
 def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, np.ndarray]:
     """(logits [N, K], embeddings [N, d]) of the teacher on `ds`, from the on-disk cache when present."""
     from .teacher.data import prepare
@@ -102,8 +123,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     y_train = np.concatenate([tr.labels, *[np.full(len(u), -1) for u in extra]])
     outs = [teacher_outputs(teacher_dir, teacher, s) for s in sets]
     t_logits = torch.from_numpy(np.concatenate([o[0] for o in outs]))
-    t_emb = np.concatenate([o[1] for o in outs])
-    t_emb = torch.from_numpy((t_emb - t_emb.mean(0)) / (t_emb.std(0) + 1e-6))
+    t_emb = standardised(np.concatenate([o[1] for o in outs]))
     x_val, x_test = pre.prepare_windows(va.values), pre.prepare_windows(te.values)
 
     torch.manual_seed(train_settings.seed)
@@ -111,19 +131,9 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     student = MSACNN(cfg)
     project = nn.Linear(cfg.embed, t_emb.shape[1])
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    T = settings.temperature
 
     def batch_loss(idx):
-        feats = student.features(xt[idx])
-        logits = student.classifier(feats)
-        loss = settings.kd_weight * T * T * F.kl_div(F.log_softmax(logits / T, -1),
-                                                      F.softmax(t_logits[idx] / T, -1), reduction="batchmean")
-        labelled = yt[idx] >= 0
-        if labelled.any() and settings.ce_weight:
-            loss = loss + settings.ce_weight * F.cross_entropy(logits[labelled], yt[idx][labelled])
-        if settings.feature_weight:
-            loss = loss + settings.feature_weight * F.mse_loss(project(feats), t_emb[idx])
-        return loss
+        return distillation_loss(student, project, xt[idx], yt[idx], t_logits[idx], t_emb[idx], settings)
 
     def val_metrics():
         logits = predict_logits(student, x_val)

@@ -62,11 +62,10 @@ def _error(model, x, y) -> float | None:
 def train_point(job: dict) -> dict:
     """Train one grid point (run in a worker process); writes its checkpoint and result under job['out']."""
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     from .checkpoint import Checkpoint, save_checkpoint
-    from .distill import DistillSettings
+    from .distill import DistillSettings, distillation_loss, standardised
     from .models import MSACNN, count_macs, count_parameters
     from .train import TrainSettings, fit, fit_preprocessing, student_config, train_classifier
 
@@ -92,21 +91,12 @@ def train_point(job: dict) -> dict:
     if job["teacher"]:
         d = DistillSettings(**job["distill"])
         t_logits = torch.from_numpy(np.load(job["teacher_outputs"])["logits"][keep])
-        t_emb = np.load(job["teacher_outputs"])["embeddings"][keep]
-        t_emb = torch.from_numpy((t_emb - t_emb.mean(0)) / (t_emb.std(0) + 1e-6))
+        t_emb = standardised(np.load(job["teacher_outputs"])["embeddings"][keep])
         project = nn.Linear(cfg.embed, t_emb.shape[1])
-        xt, yt, T = torch.from_numpy(x_train), torch.from_numpy(tr_part.labels), d.temperature
+        xt, yt = torch.from_numpy(x_train), torch.from_numpy(tr_part.labels)
 
-        def batch_loss(idx):  # the loss of edgekit.distill: CE on labels + T²·KL to soft labels + feature matching
-            feats = model.features(xt[idx])
-            logits = model.classifier(feats)
-            loss = d.kd_weight * T * T * F.kl_div(F.log_softmax(logits / T, -1), F.softmax(t_logits[idx] / T, -1),
-                                                  reduction="batchmean")
-            if d.ce_weight:
-                loss = loss + d.ce_weight * F.cross_entropy(logits, yt[idx])
-            if d.feature_weight:
-                loss = loss + d.feature_weight * F.mse_loss(project(feats), t_emb[idx])
-            return loss
+        def batch_loss(idx):
+            return distillation_loss(model, project, xt[idx], yt[idx], t_logits[idx], t_emb[idx], d)
 
         fit(model, len(yt), batch_loss, None, settings, extra_parameters=list(project.parameters()), progress=False)
     else:
