@@ -184,6 +184,36 @@ def train(split_method, test_groups, val, test_fraction, seed, epochs, patience,
                f"checkpoint   {out}")
 
 
+def export_options(command):
+    """Verification tolerances and int8 settings shared by `export` and `quantize`."""
+    options = [
+        click.option("--atol", type=float, help="Largest allowed |torch - exported| on logits "
+                                                "[default: fp32 1e-4, fp16 0.02, int8 not checked]."),
+        click.option("--min-agreement", type=float, help="Smallest allowed share of windows with torch's argmax "
+                                                         "[default: fp32 1.0, fp16 0.99, int8 0.95]."),
+        click.option("--max-accuracy-drop", type=float, help="Largest allowed test-accuracy loss against torch, "
+                                                             "0..1 [default: fp16 0.01, int8 0.02]."),
+        click.option("--calibration-size", default=256, show_default=True,
+                     help="int8: training windows used to fit activation ranges."),
+        click.option("--quant-format", type=click.Choice(["qoperator", "qdq"]), default="qoperator",
+                     show_default=True, help="ONNX int8 graph form: QLinear* operators, or Quantize/Dequantize "
+                                             "pairs around float ops."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing model directory."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _echo_export(out: str, m: dict) -> None:
+    v, model = m["verification"], m["model"]
+    acc = f", accuracy delta {v['accuracy_delta']:+.3f}" if "accuracy_delta" in v else ""
+    click.echo(f"wrote        {out}/{model['file']} ({model['bytes'] / 1024:.1f} KiB, {model['format']} "
+               f"{model['precision']})\n"
+               f"verified     {v['windows']} held-out windows: max abs diff {v['max_abs_diff']:.2e}, "
+               f"argmax agreement {v['argmax_agreement']:.3f}{acc}")
+
+
 @click.command()
 @click.argument("checkpoint", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
@@ -191,17 +221,7 @@ def train(split_method, test_groups, val, test_fraction, seed, epochs, patience,
               help="int8: static post-training quantisation calibrated on training windows; fp16: TFLite only.")
 @click.option("--out", type=click.Path(file_okay=False), help="Model directory [default: beside the checkpoint, "
                                                                "named model-FORMAT[-PRECISION]].")
-@click.option("--atol", type=float, help="Largest allowed |torch - exported| on logits "
-                                         "[default: fp32 1e-4, fp16 0.02, int8 not checked].")
-@click.option("--min-agreement", type=float, help="Smallest allowed share of windows with torch's argmax "
-                                                  "[default: fp32 1.0, fp16 0.99, int8 0.95].")
-@click.option("--max-accuracy-drop", type=float, help="Largest allowed test-accuracy loss against torch, 0..1 "
-                                                      "[default: fp16 0.01, int8 0.02].")
-@click.option("--calibration-size", default=256, show_default=True,
-              help="int8: training windows used to fit activation ranges.")
-@click.option("--quant-format", type=click.Choice(["qoperator", "qdq"]), default="qoperator", show_default=True,
-              help="ONNX int8 graph form: QLinear* operators, or Quantize/Dequantize pairs around float ops.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
+@export_options
 def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_drop, calibration_size, quant_format,
            overwrite):
     """Export CHECKPOINT to a model directory for the board, verified against torch on held-out windows.
@@ -213,15 +233,50 @@ def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_dr
 
     from .export import export_checkpoint
 
+    from edgekit_exporters import ExportMismatch
+
     out = out or str(Path(checkpoint).parent / f"model-{fmt}{'' if precision == 'fp32' else '-' + precision}")
-    m = export_checkpoint(checkpoint, out, fmt, precision, atol=atol, min_agreement=min_agreement,
-                          max_accuracy_drop=max_accuracy_drop, calibration_size=calibration_size,
-                          quant_format=quant_format, overwrite=overwrite)
-    v = m["verification"]
-    acc = f", accuracy delta {v['accuracy_delta']:+.3f}" if "accuracy_delta" in v else ""
-    click.echo(f"wrote        {out}/{m['model']['file']} ({m['model']['bytes'] / 1024:.1f} KiB, {fmt} {precision})\n"
-               f"verified     {v['windows']} held-out windows: max abs diff {v['max_abs_diff']:.2e}, "
-               f"argmax agreement {v['argmax_agreement']:.3f}{acc}")
+    try:
+        m = export_checkpoint(checkpoint, out, fmt, precision, atol=atol, min_agreement=min_agreement,
+                              max_accuracy_drop=max_accuracy_drop, calibration_size=calibration_size,
+                              quant_format=quant_format, overwrite=overwrite)
+    except ExportMismatch as e:
+        if precision != "int8":
+            raise
+        raise ExportMismatch(f"{e} (`edgekit quantize --qat {checkpoint}` fine-tunes the model for int8)") from None
+    _echo_export(out, m)
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="int8 model directory to write.")
+@click.option("--qat", is_flag=True, help="Go straight to quantisation-aware training instead of trying "
+                                          "post-training quantisation first.")
+@click.option("--epochs", default=30, show_default=True, help="QAT fine-tuning epochs (best validation loss kept).")
+@click.option("--lr", default=3e-4, show_default=True, help="QAT learning rate.")
+@click.option("--save-checkpoint", type=click.Path(file_okay=False),
+              help="Also keep the QAT-tuned checkpoint here (export it to other formats with --precision int8).")
+@export_options
+def quantize(checkpoint, fmt, out, qat, epochs, lr, save_checkpoint, **options):
+    """Quantise CHECKPOINT to a verified int8 model directory, falling back to quantisation-aware training.
+
+    Post-training static quantisation (calibrated on training windows) is tried first; when its drift from
+    torch is outside tolerance, the model is fine-tuned with int8 simulated (weights per channel, layer inputs
+    per tensor, straight-through rounding) and exported again. manifest.json records which method made the file.
+    """
+    from .quantize import quantize_checkpoint
+
+    m = quantize_checkpoint(checkpoint, out, fmt, qat=qat, save_checkpoint=save_checkpoint, epochs=epochs, lr=lr,
+                            **options)
+    q = m["quantization"]
+    if q["method"] == "qat":
+        click.echo(f"QAT          {q['epochs_run']} epochs: simulated int8 test accuracy "
+                   f"{q['test_accuracy_int8_simulated_before']:.3f} -> {q['test_accuracy_int8_simulated_after']:.3f} "
+                   f"(float before QAT {q['test_accuracy_float_before']:.3f})")
+    else:
+        click.echo("PTQ          within tolerance; no fine-tuning needed")
+    _echo_export(out, m)
 
 
 @click.command()

@@ -18,10 +18,11 @@ from .train import split_from_spec
 def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: str = "fp32",
                       atol: float | None = None, min_agreement: float | None = None,
                       max_accuracy_drop: float | None = None, calibration_size: int = 256,
-                      quant_format: str = "qoperator", overwrite: bool = False) -> dict:
+                      quant_format: str = "qoperator", overwrite: bool = False, extra: dict | None = None) -> dict:
     """Export as `fmt`/`precision`, verify on the checkpoint's held-out test windows, write the model directory
     atomically. int8 is calibrated on `calibration_size` windows of the training split. Tolerances left as None
-    take the precision's defaults (edgekit_exporters.DEFAULT_TOLERANCES). Returns the manifest."""
+    take the precision's defaults (edgekit_exporters.DEFAULT_TOLERANCES). `extra` entries are added to the
+    manifest. Returns the manifest."""
     import torch
     from edgekit_exporters import (DEFAULT_TOLERANCES, calibration_windows, export_model, model_filename,
                                    op_histogram)
@@ -53,6 +54,7 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
             "verification": verification,
             "versions": {"edgekit": __version__, "torch": torch.__version__, **_backend_versions(fmt),
                          "python": platform.python_version()},
+            **(extra or {}),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -1,0 +1,169 @@
+"""`edgekit quantize`: an int8 export that falls back to quantisation-aware training (QAT) when post-training
+quantisation (PTQ) drifts outside tolerance.
+
+QAT fine-tunes the student for a few epochs with int8 simulated in the forward pass, the way the exporters
+quantise it: the weight of every Conv2d/Linear per output channel, symmetric on [-127, 127] (scale max|w|/127);
+the input of each of those layers per tensor, asymmetric with 256 levels over a running min/max. Rounding
+passes the gradient straight through. The weights end on the int8 grid, so the exporters' own per-channel
+quantisation of them is exact, and the export calibrates activations on training windows as usual. Not
+simulated: the inputs of the two attention matmuls, which ONNX int8 also quantises.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from edgekit_runtime.errors import UserError
+
+WEIGHT_LEVELS = 127  # symmetric int8 weights: [-127, 127]
+ACTIVATION_LEVELS = 255  # uint8/int8 activations: 256 levels
+
+
+class WeightFakeQuant(nn.Module):
+    """Per-output-channel symmetric int8 rounding of a weight (a parametrization: the optimiser sees floats)."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        scale = w.detach().abs().flatten(1).amax(1).clamp_min(1e-12) / WEIGHT_LEVELS
+        zero = torch.zeros_like(scale, dtype=torch.int32)
+        return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -WEIGHT_LEVELS, WEIGHT_LEVELS)
+
+
+class ActivationFakeQuant(nn.Module):
+    """Per-tensor asymmetric 8-bit rounding over a running [min, max] that always contains 0, as calibration
+    fits it; the range is updated only while the layer it feeds is training."""
+
+    def __init__(self, momentum: float = 0.1):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("lo", torch.tensor(0.0))
+        self.register_buffer("hi", torch.tensor(0.0))
+        self.seen = False
+
+    def forward(self, x: torch.Tensor, observe: bool) -> torch.Tensor:
+        if observe:
+            lo, hi = x.detach().min().clamp(max=0.0), x.detach().max().clamp(min=0.0)
+            m = self.momentum if self.seen else 1.0
+            self.lo.lerp_(lo, m)
+            self.hi.lerp_(hi, m)
+            self.seen = True
+        if not self.seen:
+            return x
+        scale = float((self.hi - self.lo).clamp_min(1e-8)) / ACTIVATION_LEVELS
+        zero = int(round(-float(self.lo) / scale))
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, ACTIVATION_LEVELS)
+
+
+def quantised_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+@contextmanager
+def simulated_int8(model: nn.Module):
+    """Within the block, `model` computes with int8-rounded weights and layer inputs. On exit the weights are
+    left rounded to the int8 grid and the model is plain torch again."""
+    layers = quantised_layers(model)
+    hooks = []
+    for layer in layers:
+        parametrize.register_parametrization(layer, "weight", WeightFakeQuant())
+        act = ActivationFakeQuant()
+        hooks.append(layer.register_forward_pre_hook(
+            lambda mod, args, act=act: (act(args[0], observe=mod.training), *args[1:])))
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+        for layer in layers:
+            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+
+
+def observe_ranges(model: nn.Module, windows: np.ndarray, batch_size: int = 64) -> None:
+    """Fit the activation ranges on `windows` without training (what PTQ calibration does); dropout stays off."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.eval()
+    with torch.no_grad():
+        for i in range(0, len(windows), batch_size):
+            model(torch.from_numpy(windows[i : i + batch_size]))
+    model.eval()
+
+
+def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4, seed: int = 0,
+                   overwrite: bool = False, progress: bool = True) -> dict:
+    """Fine-tune CHECKPOINT with int8 simulated and save the result as a new checkpoint at `out`.
+
+    Returns test accuracies of the float model before QAT, of simulated int8 before QAT (as PTQ would give)
+    and after, and of the saved float model (weights on the int8 grid).
+    """
+    from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from .data import load_spec
+    from .train import TrainSettings, predict_logits, split_from_spec, train_classifier
+
+    if epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {epochs}")
+    if not lr > 0:
+        raise UserError(f"--lr must be positive, got {lr}")
+    ckpt = load_checkpoint(checkpoint)
+    tr, va, te = split_from_spec(load_spec(ckpt.data), ckpt.data)
+    pre = ckpt.preprocessing
+    x = {k: pre.prepare_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
+    model = ckpt.model
+
+    def accuracy() -> float:
+        return float((predict_logits(model, x["test"]).argmax(1) == te.labels).mean())
+
+    before = accuracy()
+    torch.manual_seed(seed)
+    with simulated_int8(model):
+        observe_ranges(model, x["train"])
+        simulated_before = accuracy()
+        settings = TrainSettings(epochs=epochs, patience=epochs, lr=lr, batch_size=16, seed=seed)
+        history = train_classifier(model, x["train"], tr.labels, x["val"], va.labels, settings, progress=progress)
+        simulated_after = accuracy()
+    after = accuracy()
+    qat = {"source": str(checkpoint), "epochs": epochs, "lr": lr, "epochs_run": history["epochs_run"],
+           "best_epoch": history["best_epoch"], "test_accuracy_float_before": before,
+           "test_accuracy_int8_simulated_before": simulated_before,
+           "test_accuracy_int8_simulated_after": simulated_after}
+    metrics = {**ckpt.metrics, "test_accuracy": after, "qat": qat}
+    save_checkpoint(out, Checkpoint(model, pre, ckpt.classes, ckpt.data, metrics), overwrite=overwrite)
+    return {**qat, "test_accuracy": after, "checkpoint": str(out)}
+
+
+def quantize_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", qat: bool = False,
+                        save_checkpoint: str | None = None, epochs: int = 30, lr: float = 3e-4,
+                        progress: bool = True, **export_options) -> dict:
+    """Write an int8 model directory at `out`: PTQ first (unless `qat`), QAT when PTQ is refused for drift.
+
+    `export_options` go to export_checkpoint (tolerances, calibration size, quant format, overwrite). The
+    manifest gains a "quantization" entry saying which method produced the file and why. Returns the manifest.
+    """
+    import click
+    from edgekit_exporters import ExportMismatch
+
+    from .export import export_checkpoint
+
+    ptq_refusal = None
+    if not qat:
+        try:
+            return export_checkpoint(checkpoint, out, fmt, "int8", extra={"quantization": {"method": "ptq"}},
+                                     **export_options)
+        except ExportMismatch as e:
+            ptq_refusal = str(e)
+            if progress:
+                click.echo(f"PTQ refused: {ptq_refusal}\nfalling back to quantisation-aware training", err=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tuned = save_checkpoint or str(Path(tmp) / "qat")
+        summary = qat_checkpoint(checkpoint, tuned, epochs=epochs, lr=lr,
+                                 overwrite=export_options.get("overwrite", False), progress=progress)
+        summary.pop("checkpoint")
+        quantization = {"method": "qat", "ptq_refused": ptq_refusal, "qat_checkpoint": save_checkpoint, **summary}
+        return export_checkpoint(tuned, out, fmt, "int8", extra={"quantization": quantization}, **export_options)

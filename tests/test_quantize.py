@@ -1,0 +1,100 @@
+"""Quantisation-aware training: the simulation rounds like the exporters, leaves the weights on the int8 grid,
+and `edgekit quantize` falls back to it when post-training quantisation is refused."""
+
+import json
+
+import pytest
+import torch
+
+import edgekit.export as export_module
+from edgekit.checkpoint import load_checkpoint
+from edgekit.models import MSACNN, MSACNNConfig
+from edgekit.quantize import quantised_layers, quantize_checkpoint, simulated_int8
+from edgekit_exporters import ExportMismatch
+from test_cli_errors import assert_one_line_error, edgekit
+
+
+def on_int8_grid(weight: torch.Tensor) -> bool:
+    """Every output channel is an integer multiple in [-127, 127] of max|w| / 127."""
+    w = weight.detach().flatten(1).double()
+    q = w / (w.abs().amax(1, keepdim=True).clamp_min(1e-12) / 127)
+    return bool(torch.allclose(q, q.round(), atol=1e-3) and q.abs().max() <= 127 + 1e-3)
+
+
+def test_simulation_rounds_and_leaves_a_plain_model_on_the_grid():
+    torch.manual_seed(0)
+    model = MSACNN(MSACNNConfig.build(3, 4, 64, width=2)).eval()
+    keys = set(model.state_dict())
+    x = torch.randn(8, 3, 64)
+    with torch.no_grad():
+        reference = model(x)
+    assert not all(on_int8_grid(m.weight) for m in quantised_layers(model))
+    with simulated_int8(model):
+        model.train()
+        with torch.no_grad():
+            model(x)  # observe activation ranges
+        model.eval()
+        with torch.no_grad():
+            simulated = model(x)
+    assert not torch.allclose(simulated, reference)  # int8 rounding changes the logits a little...
+    assert (simulated - reference).abs().max() < 0.5 * reference.abs().max()  # ...not wholesale
+    assert set(model.state_dict()) == keys  # no parametrizations or hooks left behind
+    assert all(on_int8_grid(m.weight) for m in quantised_layers(model))
+    assert not model._forward_pre_hooks and not any(m._forward_pre_hooks for m in quantised_layers(model))
+
+
+def test_qat_exports_an_int8_model_that_keeps_accuracy(basic_motions_run, tmp_path):
+    ckpt, out, tuned = basic_motions_run["root"] / "checkpoint", tmp_path / "int8", tmp_path / "qat"
+    r = edgekit("quantize", ckpt, "--qat", "--epochs", "4", "--calibration-size", "24", "--out", out,
+                "--save-checkpoint", tuned)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    q, v = manifest["quantization"], manifest["verification"]
+    assert q["method"] == "qat" and q["ptq_refused"] is None and q["epochs_run"] == 4
+    assert q["test_accuracy_int8_simulated_after"] >= 0.85
+    assert v["argmax_agreement"] >= 0.95 and v["accuracy_exported"] >= 0.85
+    qat = load_checkpoint(tuned)
+    assert qat.metrics["qat"]["source"] == str(ckpt)
+    assert all(on_int8_grid(m.weight) for m in quantised_layers(qat.model))
+
+
+def test_quantize_falls_back_to_qat_when_ptq_is_refused(basic_motions_run, tmp_path, monkeypatch):
+    real = export_module.export_checkpoint
+    calls = []
+
+    def ptq_drifts(checkpoint, out, *args, **kwargs):  # the first (PTQ) export is refused, as for drift
+        calls.append(checkpoint)
+        if len(calls) == 1:
+            raise ExportMismatch("ONNX int8 export does not match torch: argmax agreement 0.9 < 0.95")
+        return real(checkpoint, out, *args, **kwargs)
+
+    monkeypatch.setattr(export_module, "export_checkpoint", ptq_drifts)
+    ckpt = str(basic_motions_run["root"] / "checkpoint")
+    m = quantize_checkpoint(ckpt, str(tmp_path / "int8"), epochs=2, calibration_size=24, progress=False)
+    assert len(calls) == 2 and calls[1] != ckpt  # the second export is of the QAT-tuned checkpoint
+    assert m["quantization"]["method"] == "qat"
+    assert "argmax agreement 0.9" in m["quantization"]["ptq_refused"]
+    assert json.loads((tmp_path / "int8" / "manifest.json").read_text())["quantization"]["method"] == "qat"
+
+
+def test_quantize_keeps_ptq_when_it_is_within_tolerance(basic_motions_run, tmp_path):
+    m = quantize_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "int8"),
+                            calibration_size=24, progress=False)
+    assert m["quantization"] == {"method": "ptq"} and m["model"]["precision"] == "int8"
+
+
+@pytest.mark.parametrize("args,message", [(["--epochs", "0", "--qat"], "--epochs must be at least 1"),
+                                          (["--lr", "-1", "--qat"], "--lr must be positive")])
+def test_quantize_rejects_bad_settings(basic_motions_run, tmp_path, args, message):
+    out = tmp_path / "int8"
+    r = edgekit("quantize", basic_motions_run["root"] / "checkpoint", "--out", out, *args)
+    assert_one_line_error(r, message)
+    assert not out.exists()
+
+
+def test_export_refusal_of_int8_points_to_qat(basic_motions_run, tmp_path):
+    out = tmp_path / "int8"
+    r = edgekit("export", basic_motions_run["root"] / "checkpoint", "--precision", "int8", "--atol", "1e-9",
+                "--out", out)
+    assert_one_line_error(r, "max abs diff", "edgekit quantize --qat")
+    assert not out.exists()
