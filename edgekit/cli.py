@@ -198,6 +198,8 @@ def export_options(command):
         click.option("--quant-format", type=click.Choice(["qoperator", "qdq"]), default="qoperator",
                      show_default=True, help="ONNX int8 graph form: QLinear* operators, or Quantize/Dequantize "
                                              "pairs around float ops."),
+        click.option("--int8-io", is_flag=True, help="TFLite int8: int8 input and output tensors (full integer) "
+                                                     "instead of float32 ones quantised inside the model."),
         click.option("--overwrite", is_flag=True, help="Replace an existing model directory."),
     ]
     for option in reversed(options):
@@ -223,7 +225,7 @@ def _echo_export(out: str, m: dict) -> None:
                                                                "named model-FORMAT[-PRECISION]].")
 @export_options
 def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_drop, calibration_size, quant_format,
-           overwrite):
+           int8_io, overwrite):
     """Export CHECKPOINT to a model directory for the board, verified against torch on held-out windows.
 
     The directory holds the model file, preprocess.json and manifest.json (sha256 of every file, the op
@@ -239,7 +241,7 @@ def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_dr
     try:
         m = export_checkpoint(checkpoint, out, fmt, precision, atol=atol, min_agreement=min_agreement,
                               max_accuracy_drop=max_accuracy_drop, calibration_size=calibration_size,
-                              quant_format=quant_format, overwrite=overwrite)
+                              quant_format=quant_format, int8_io=int8_io, overwrite=overwrite)
     except ExportMismatch as e:
         if precision != "int8":
             raise

@@ -18,7 +18,8 @@ from .train import split_from_spec
 def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: str = "fp32",
                       atol: float | None = None, min_agreement: float | None = None,
                       max_accuracy_drop: float | None = None, calibration_size: int = 256,
-                      quant_format: str = "qoperator", overwrite: bool = False, extra: dict | None = None) -> dict:
+                      quant_format: str = "qoperator", int8_io: bool = False, overwrite: bool = False,
+                      extra: dict | None = None) -> dict:
     """Export as `fmt`/`precision`, verify on the checkpoint's held-out test windows, write the model directory
     atomically. int8 is calibrated on `calibration_size` windows of the training split. Tolerances left as None
     take the precision's defaults (edgekit_exporters.DEFAULT_TOLERANCES). `extra` entries are added to the
@@ -42,7 +43,7 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
     name = model_filename(fmt, precision)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         verification = export_model(ckpt.model, tmp / name, fmt, precision, windows, test.labels, calibration,
-                                    tolerance, quant_format)
+                                    tolerance, quant_format, int8_io)
         preprocess = {**ckpt.preprocessing.to_json(), "classes": list(ckpt.classes)}
         (tmp / PREPROCESS).write_text(json.dumps(preprocess, indent=2) + "\n")
         manifest = {

@@ -5,8 +5,8 @@ QAT fine-tunes the student for a few epochs with int8 simulated in the forward p
 quantise it: the weight of every Conv2d/Linear per output channel, symmetric on [-127, 127] (scale max|w|/127);
 the input of each of those layers per tensor, asymmetric with 256 levels over a running min/max. Rounding
 passes the gradient straight through. The weights end on the int8 grid, so the exporters' own per-channel
-quantisation of them is exact, and the export calibrates activations on training windows as usual. Not
-simulated: the inputs of the two attention matmuls, which ONNX int8 also quantises.
+quantisation of them is exact, and the export calibrates activations on training windows as usual. This
+covers what TFLite int8 quantises, and more than ONNX int8 does (it keeps the attention block float).
 """
 
 from __future__ import annotations

@@ -28,10 +28,11 @@ def check_choice(fmt: str, precision: str) -> None:
 
 def export_model(model: torch.nn.Module, path: str | Path, fmt: str, precision: str, check_windows: np.ndarray,
                  check_labels: np.ndarray | None = None, calibration: np.ndarray | None = None,
-                 tolerance: Tolerance | None = None, quant_format: str = "qoperator") -> dict:
+                 tolerance: Tolerance | None = None, quant_format: str = "qoperator", int8_io: bool = False) -> dict:
     """Write `model` as `fmt`/`precision` to `path`, verified on `check_windows` (see verify.DEFAULT_TOLERANCES).
 
     int8 needs `calibration` windows from the training split (calibration.calibration_windows checks them).
+    `quant_format` is for ONNX int8; `int8_io` keeps TFLite int8 inputs/outputs int8 instead of float32.
     Raises ExportMismatch (nothing left at `path`) when the file does not compute what torch computes.
     """
     check_choice(fmt, precision)
@@ -47,7 +48,7 @@ def export_model(model: torch.nn.Module, path: str | Path, fmt: str, precision: 
     else:
         from .tflite_export import export_tflite
 
-        metrics = export_tflite(model, path, check_windows, check_labels, precision, calibration, tolerance)
+        metrics = export_tflite(model, path, check_windows, check_labels, precision, calibration, tolerance, int8_io)
     metrics["tolerance"] = {k: v for k, v in tolerance.__dict__.items() if v is not None}
     return metrics
 

@@ -26,13 +26,27 @@ def torch_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 def strip_metadata(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Drop per-node stack traces, source paths and doc strings: they are most of the file for a small model
-    and leak the build machine's paths. Names, shapes and weights stay."""
-    for node in proto.graph.node:
+    """Drop per-node stack traces, source paths and doc strings, and give every tensor a short name: for a
+    small model the exporter's names (module paths, "_quantized"/"_zero_point" suffixes) take more bytes than
+    the int8 weights, and they leak the build machine's paths. The input and output keep their names."""
+    graph = proto.graph
+    keep = {v.name for v in (*graph.input, *graph.output)}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for init in graph.initializer:
+        init.name = short(init.name)
+    for i, node in enumerate(graph.node):
         del node.metadata_props[:]
-        node.doc_string = ""
-    del proto.graph.value_info[:]
-    proto.graph.doc_string = ""
+        node.doc_string, node.name = "", f"n{i}"
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    del graph.value_info[:]
+    graph.doc_string = ""
     proto.doc_string = ""
     return proto
 

@@ -3,8 +3,9 @@
 The converted graph has a fixed batch of 1 (litert-torch cannot lower a symbolic batch for this model), which is
 how the board runs it: one window per call.
 int8 uses litert-torch's PT2E quantizer: Conv2d and Linear get per-channel int8 weights and int8 activations
-calibrated on training windows; LayerNorm, GELU and softmax stay float. Inputs and outputs are int8 (full
-integer); the runtime quantises windows with the model's own scale and zero point.
+calibrated on training windows; LayerNorm, GELU and softmax stay float. Inputs and outputs are float32 with a
+QUANTIZE/DEQUANTIZE op inside the model, or, with `int8_io`, int8 (full integer: the runtime quantises windows
+with the model's own scale and zero point). Every file gets compact tensor names (tflite_graph.finish_tflite).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from edgekit_runtime.errors import UserError
 
 from .onnx_export import torch_logits
 from .support import explain_failure
+from .tflite_graph import finish_tflite
 from .verify import DEFAULT_TOLERANCES, Tolerance, verify_logits
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -109,7 +111,8 @@ def op_histogram(path: str | Path) -> dict[str, int]:
 
 def export_tflite(model: torch.nn.Module, path: str | Path, check_windows: np.ndarray,
                   check_labels: np.ndarray | None = None, precision: str = "fp32",
-                  calibration: np.ndarray | None = None, tolerance: Tolerance | None = None) -> dict:
+                  calibration: np.ndarray | None = None, tolerance: Tolerance | None = None,
+                  int8_io: bool = False) -> dict:
     """Convert, write `path`, run it with the runtime's LiteRT backend and compare with torch.
 
     On a mismatch the file is removed and ExportMismatch is raised. Returns the verification metrics.
@@ -130,6 +133,7 @@ def export_tflite(model: torch.nn.Module, path: str | Path, check_windows: np.nd
             content = _convert(model, example)
             if precision == "fp16":
                 content = _fp16(content)
+        content = finish_tflite(content, float_io=precision == "int8" and not int8_io)
     path.write_bytes(content)
     try:
         try:
