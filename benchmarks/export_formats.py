@@ -1,7 +1,7 @@
 """Every export format and precision of the default student, side by side in one process: file size, accuracy,
 agreement with torch, and single-window latency (median, p99) with the same inputs and one thread each.
 
-Also the int8 investigation: ONNX int8 as QOperator vs QDQ, only Conv/MatMul/Gemm vs every op, TFLite with the
+Also quantisation-aware training (`edgekit quantize --qat`) against post-training int8, and the int8 investigation: ONNX int8 as QOperator vs QDQ, only Conv/MatMul/Gemm vs every op, TFLite with the
 XNNPACK delegate on and off, and onnxruntime's per-op profile of fp32 vs int8.
 
     .venv/bin/python benchmarks/export_formats.py [--datasets BasicMotions,JapaneseVowels] [--reps 2000]
@@ -32,7 +32,11 @@ VARIANTS = [  # name, format, precision, export options
     ("tflite fp32", "tflite", "fp32", {}),
     ("tflite fp16", "tflite", "fp16", {}),
     ("tflite int8", "tflite", "int8", {}),
+    ("tflite int8 int8-io", "tflite", "int8", {"int8_io": True}),
 ]
+# the same int8 exports of the checkpoint fine-tuned by `edgekit quantize --qat`
+QAT_VARIANTS = [("onnx int8 qat", "onnx", "int8", {}), ("tflite int8 qat", "tflite", "int8", {})]
+QAT_EPOCHS = 30
 
 
 def latencies(fns: dict, x: np.ndarray, reps: int, rounds: int = 10) -> dict:
@@ -79,6 +83,18 @@ def ort_profile(path: Path, x: np.ndarray, reps: int = 500) -> dict:
             "ops_us": {k: round(v / n, 2) for k, v in sorted(ops.items(), key=lambda kv: -kv[1])}}
 
 
+def weight_bytes(path: Path) -> int:
+    """Bytes of constant data (weights, biases, scales) in an exported file, without the graph around them."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        return sum(len(t.raw_data) for t in onnx.load(str(path)).graph.initializer)
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    return sum(len(b.data) for b in model.buffers if b.data is not None)
+
+
 def ort_variant(model, windows, calibration, labels, ref, out: Path, quant_format: str, op_types):
     from edgekit_exporters.onnx_export import to_onnx
     from edgekit_exporters.onnx_quantize import quantize_onnx
@@ -87,7 +103,7 @@ def ort_variant(model, windows, calibration, labels, ref, out: Path, quant_forma
     quantize_onnx(to_onnx(model, windows), out, calibration, quant_format, op_types=op_types)
     m = OnnxModel(out)
     got = m.logits(windows)
-    return m, {"bytes": out.stat().st_size, "accuracy": float((got.argmax(1) == labels).mean()),
+    return m, {"bytes": out.stat().st_size, "weight_bytes": weight_bytes(out), "accuracy": float((got.argmax(1) == labels).mean()),
                "agreement": float((got.argmax(1) == ref.argmax(1)).mean())}
 
 
@@ -96,6 +112,7 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     from edgekit.cli import _data_spec
     from edgekit.data import load_spec
     from edgekit.export import export_checkpoint
+    from edgekit.quantize import qat_checkpoint
     from edgekit.train import split_from_spec, train_student
     from edgekit_exporters import calibration_windows
     from edgekit_runtime.engine import LiteRTModel, open_model
@@ -104,6 +121,9 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     ckpt_dir = work / name / "checkpoint"
     if not ckpt_dir.exists():
         train_student(_data_spec(name, None, None, None, None, None, None), str(ckpt_dir), seed=0, progress=False)
+    qat_dir = work / name / "qat-checkpoint"
+    if not qat_dir.exists():
+        qat_checkpoint(str(ckpt_dir), str(qat_dir), epochs=QAT_EPOCHS, progress=False)
     ckpt = load_checkpoint(ckpt_dir)
     train, _, test = split_from_spec(load_spec(ckpt.data), ckpt.data)
     x = ckpt.preprocessing.prepare_windows(test.values)
@@ -114,22 +134,25 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
              "accuracy": float((ref.argmax(1) == test.labels).mean()), "agreement": 1.0}]
     runners = {"torch eager": lambda w: ckpt.model(torch.from_numpy(w))}
     models = {}
-    for label, fmt, precision, opts in VARIANTS:
+    for label, fmt, precision, opts in VARIANTS + QAT_VARIANTS:
         out = work / name / label.replace(" ", "-")
-        m = export_checkpoint(str(ckpt_dir), str(out), fmt, precision, overwrite=True, **opts)
+        source = qat_dir if label.endswith(" qat") else ckpt_dir
+        m = export_checkpoint(str(source), str(out), fmt, precision, overwrite=True, **opts)
         model = open_model(load_bundle(out).models[0])
-        got = model.logits(x)
+        got = model.logits(x)  # compared with the original float model, QAT rows included
         rows.append({"dataset": name, "backend": label, "bytes": m["model"]["bytes"],
+                     "weight_bytes": weight_bytes(out / m["model"]["file"]),
                      "accuracy": float((got.argmax(1) == test.labels).mean()),
                      "agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
-                     "max_abs_diff": m["verification"]["max_abs_diff"]})
+                     "max_abs_diff": round(float(np.abs(got - ref).max()), 4)})
         runners[label] = model.logits
         models[label] = (out / m["model"]["file"], model)
 
     # the int8 investigation: variants that are not exported by default
     calib = calibration_windows(ckpt.preprocessing.prepare_windows(train.values), 256)
     extra = {}
-    for label, qf, ops in (("onnx int8 qdq all ops", "qdq", None), ("onnx int8 qoperator all ops", "qoperator", None)):
+    for label, qf, ops in (("onnx int8 qdq all ops", "qdq", None), ("onnx int8 qoperator all ops", "qoperator", None),
+                           ("onnx int8 qoperator matmul only", "qoperator", ("MatMul", "Gemm"))):
         try:
             model, r = ort_variant(ckpt.model, x, calib, test.labels, ref, work / name / f"{label.replace(' ', '-')}.onnx",
                                    qf, ops)
@@ -138,18 +161,11 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
             continue
         rows.append({"dataset": name, "backend": label, **r})
         runners[label] = model.logits
-    from ai_edge_litert.interpreter import OpResolverType  # XNNPACK off: the built-in reference kernels
-
-    for label in ("tflite fp32", "tflite int8"):
-        path = models[label][0]
-        plain = LiteRTModel(path)
-        from ai_edge_litert.interpreter import Interpreter
-
-        plain.interpreter = Interpreter(model_path=str(path), num_threads=1,
-                                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        plain.interpreter.allocate_tensors()
-        rows.append({**next(r for r in rows if r["backend"] == label), "backend": f"{label} no xnnpack"})
-        runners[f"{label} no xnnpack"] = plain.logits
+    # the runtime runs float TFLite with the XNNPACK delegate and int8 without it: each the other way round
+    for label, xnnpack in (("tflite fp32", False), ("tflite int8", True)):
+        other = f"{label} {'with' if xnnpack else 'no'} xnnpack"
+        rows.append({**next(r for r in rows if r["backend"] == label), "backend": other})
+        runners[other] = LiteRTModel(models[label][0], xnnpack=xnnpack).logits
 
     torch.set_num_threads(1)
     with torch.no_grad():
@@ -172,13 +188,14 @@ def main():
         r, d = bench_dataset(name, Path(args.work), args.reps)
         rows += r
         details[name] = d
-    fp32 = {(r["dataset"], r["backend"].split()[0]): r["bytes"] for r in rows if r["backend"] in ("onnx fp32", "tflite fp32")}
+    fp32 = {(r["dataset"], r["backend"].split()[0]): r for r in rows if r["backend"] in ("onnx fp32", "tflite fp32")}
     for r in rows:
         ref = fp32.get((r["dataset"], r["backend"].split()[0]))
-        if r.get("bytes") and ref:
-            r["size_vs_fp32"] = round(r["bytes"] / ref, 2)  # against the same format's fp32 file
-    cols = ["dataset", "backend", "bytes", "size_vs_fp32", "accuracy", "agreement", "median_us", "p99_us",
-            "speedup_vs_torch"]
+        if r.get("bytes") and ref:  # against the same format's fp32 file
+            r["size_vs_fp32"] = round(r["bytes"] / ref["bytes"], 2)
+            r["weights_vs_fp32"] = round(r["weight_bytes"] / ref["weight_bytes"], 2)
+    cols = ["dataset", "backend", "bytes", "size_vs_fp32", "weights_vs_fp32", "accuracy", "agreement", "max_abs_diff",
+            "median_us", "p99_us", "speedup_vs_torch"]
     notes = "ONNX Runtime per-op kernel time, µs per window (1 thread):\n\n" + "\n".join(
         f"- {ds} {k}: run {p['run_us']:.0f} µs, kernels {p['kernels_us']:.0f} µs over {p['nodes']} nodes; "
         + ", ".join(f"{op} {t}" for op, t in list(p["ops_us"].items())[:8])

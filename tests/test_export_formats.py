@@ -176,3 +176,15 @@ def test_exported_files_carry_no_source_paths(exports, case):
     content = (out / manifest["model"]["file"]).read_bytes()
     assert b"edgekit.models" not in content and b"torch.nn" not in content and b"/work" not in content
     assert b"windows" in content and b"logits" in content
+
+
+def test_litert_builtin_kernels_compute_what_xnnpack_does(exports, test_windows):
+    """The runtime runs int8 TFLite without XNNPACK (faster there); both paths must give the same logits."""
+    from edgekit_runtime.engine import LiteRTModel
+
+    x, _, _ = test_windows
+    out, manifest = exports["tflite", "int8"]
+    path = out / manifest["model"]["file"]
+    a, b = LiteRTModel(path, xnnpack=False).logits(x), LiteRTModel(path, xnnpack=True).logits(x)
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.95
+    assert np.abs(a - b).max() <= 0.05 * np.abs(a).max()

@@ -9,6 +9,7 @@ order of preference, unless `backend`/`precision` say otherwise.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,16 +81,23 @@ class LiteRTModel(Model):
     """A .tflite model run by the LiteRT interpreter. The batch dimension is resized on demand; inputs laid out
     `[N, C, 1, T]` or channels-last `[N, T, C]` / `[N, 1, T, C]` are fed by reshaping or transposing the
     `[N, C, T]` windows; int8/uint8 inputs and outputs are (de)quantised with the model's own scale and zero
-    point."""
+    point.
+
+    `xnnpack=False` runs LiteRT's built-in kernels instead of the XNNPACK delegate: measured faster for int8
+    students (benchmarks/results/export_formats.md), where XNNPACK takes the graph in many small partitions."""
 
     backend = "litert"
 
-    def __init__(self, path: str | Path, threads: int = 1):
+    def __init__(self, path: str | Path, threads: int = 1, xnnpack: bool = True):
         Interpreter = _litert_interpreter()
         if Interpreter is None:
             raise UserError("running .tflite models needs ai-edge-litert (pip install 'edgekit-runtime[litert]')")
+        options = {}
+        resolver = getattr(sys.modules[Interpreter.__module__], "OpResolverType", None)
+        if not xnnpack and resolver is not None:
+            options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads, **options)
             self.interpreter.allocate_tensors()
         except Exception as e:  # the interpreter raises ValueError/RuntimeError for unreadable models
             raise UserError(f"{path}: LiteRT cannot load this model ({str(e).splitlines()[0]})") from None
@@ -145,9 +153,6 @@ class LiteRTModel(Model):
                 "outputs": desc(self.interpreter.get_output_details())}
 
 
-LOADERS = {"onnxruntime": OnnxModel, "litert": LiteRTModel}
-
-
 def installed_backends() -> list[str]:
     found = []
     if importlib.util.find_spec("onnxruntime") is not None:
@@ -177,4 +182,6 @@ def choose_models(bundle, backend: str | None = None, precision: str | None = No
 def open_model(model_file, threads: int = 1) -> Model:
     if threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}")
-    return LOADERS[BACKENDS[model_file.format]](model_file.path, threads=threads)
+    if model_file.format == "tflite":
+        return LiteRTModel(model_file.path, threads=threads, xnnpack=model_file.precision != "int8")
+    return OnnxModel(model_file.path, threads=threads)
