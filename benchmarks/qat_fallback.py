@@ -34,22 +34,29 @@ def int8_metrics(model_dir: Path, x: np.ndarray, labels: np.ndarray, ref: np.nda
 
 
 def run_point(name: str, budget: str, seed: int, work: Path) -> list[dict]:
-    from edgekit.checkpoint import load_checkpoint
     from edgekit.cli import _data_spec
-    from edgekit.data import load_spec
-    from edgekit.export import export_checkpoint
-    from edgekit.models import count_parameters
-    from edgekit.quantize import qat_checkpoint
-    from edgekit.train import split_from_spec, train_student
-    from edgekit_exporters import DEFAULT_TOLERANCES
+    from edgekit.train import train_student
 
     root = work / name / f"{budget}-s{seed}"
     if not (root / "checkpoint").exists():
         train_student(_data_spec(name, None, None, None, None, None, None), str(root / "checkpoint"), seed=seed,
                       params=budget, epochs=150, patience=30, progress=False)
+    return compare(root / "checkpoint", root, {"dataset": name, "budget": budget, "seed": seed})
+
+
+def compare(checkpoint: Path, root: Path, labels: dict) -> list[dict]:
+    """PTQ and QAT int8 exports of `checkpoint` (written under `root`), one row per format."""
+    from edgekit.checkpoint import load_checkpoint
+    from edgekit.data import load_spec
+    from edgekit.export import export_checkpoint
+    from edgekit.models import count_parameters
+    from edgekit.quantize import qat_checkpoint
+    from edgekit.train import split_from_spec
+    from edgekit_exporters import DEFAULT_TOLERANCES
+
     if not (root / "qat").exists():
-        qat_checkpoint(str(root / "checkpoint"), str(root / "qat"), seed=seed, progress=False)
-    ckpt = load_checkpoint(root / "checkpoint")
+        qat_checkpoint(str(checkpoint), str(root / "qat"), seed=labels.get("seed", 0), progress=False)
+    ckpt = load_checkpoint(checkpoint)
     _, _, test = split_from_spec(load_spec(ckpt.data), ckpt.data)
     x = ckpt.preprocessing.prepare_windows(test.values)
     with torch.no_grad():
@@ -58,9 +65,9 @@ def run_point(name: str, budget: str, seed: int, work: Path) -> list[dict]:
     limit = DEFAULT_TOLERANCES["int8"]
     rows = []
     for fmt in ("onnx", "tflite"):
-        row = {"dataset": name, "budget": budget, "parameters": count_parameters(ckpt.model), "seed": seed,
-               "format": fmt, "float_accuracy": float((ref.argmax(1) == test.labels).mean())}
-        for method, source in (("ptq", root / "checkpoint"), ("qat", root / "qat")):
+        row = {**labels, "parameters": count_parameters(ckpt.model), "format": fmt,
+               "float_accuracy": float((ref.argmax(1) == test.labels).mean())}
+        for method, source in (("ptq", checkpoint), ("qat", root / "qat")):
             export_checkpoint(str(source), str(root / f"{fmt}-{method}"), fmt, "int8", **accept_all)
             m = int8_metrics(root / f"{fmt}-{method}", x, test.labels, ref)
             row[f"{method}_accuracy"], row[f"{method}_agreement"] = m["accuracy"], m["agreement"]
@@ -76,10 +83,15 @@ def main():
     ap.add_argument("--datasets", default="BasicMotions,JapaneseVowels")
     ap.add_argument("--budgets", default="1k,10k")
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--checkpoints", nargs="*", default=[],
+                    help="existing checkpoints to compare as well (e.g. the students of `make demo`'s sweep)")
     ap.add_argument("--work", default="runs/bench-qat", help="checkpoints and exports (reused when present)")
     args = ap.parse_args()
+    work = Path(args.work)
     rows = [r for name in args.datasets.split(",") for budget in args.budgets.split(",")
-            for seed in map(int, args.seeds.split(",")) for r in run_point(name, budget, seed, Path(args.work))]
+            for seed in map(int, args.seeds.split(",")) for r in run_point(name, budget, seed, work)]
+    for i, c in enumerate(args.checkpoints):
+        rows += compare(Path(c), work / f"given-{i}", {"dataset": c})
     cols = ["dataset", "budget", "parameters", "seed", "format", "float_accuracy", "ptq_accuracy", "ptq_agreement",
             "ptq_refused", "qat_accuracy", "qat_agreement"]
     notes = ("Accuracy is on the test split; agreement is the share of test windows where the int8 file's argmax "

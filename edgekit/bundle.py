@@ -82,6 +82,8 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
             files[name] = m.path
             entry = {"file": name, "format": m.format, "precision": m.precision, "bytes": m.path.stat().st_size,
                      "verification": m.verification, "source": str(s.path)}
+            if m.quantization:
+                entry["quantization"] = m.quantization
             if evals is not None and BACKENDS[m.format] in installed_backends():
                 entry["verification"] = {**m.verification, "eval_accuracy": _accuracy(m, first.preprocessing, *evals)}
             models.append(entry)

@@ -53,6 +53,8 @@ def test_qat_exports_an_int8_model_that_keeps_accuracy(basic_motions_run, tmp_pa
     assert q["method"] == "qat" and q["ptq_refused"] is None and q["epochs_run"] == 4
     assert q["test_accuracy_int8_simulated_after"] >= 0.85
     assert v["argmax_agreement"] >= 0.95 and v["accuracy_exported"] >= 0.85
+    info = edgekit("info", out)
+    assert info.returncode == 0 and "quantized by" in info.stdout and "QAT" in info.stdout
     qat = load_checkpoint(tuned)
     assert qat.metrics["qat"]["source"] == str(ckpt)
     assert all(on_int8_grid(m.weight) for m in quantised_layers(qat.model))

@@ -12,7 +12,7 @@ def describe(bundle) -> dict:
     models = []
     for m in b.models:
         entry = {"file": m.name, "format": m.format, "precision": m.precision, "bytes": m.path.stat().st_size,
-                 "backend": BACKENDS[m.format], "verification": m.verification}
+                 "backend": BACKENDS[m.format], "verification": m.verification, "quantization": m.quantization}
         if BACKENDS[m.format] in installed:
             entry.update(open_model(m).io())
         models.append(entry)
@@ -36,6 +36,10 @@ def format_description(d: dict) -> str:
         rows += [("  input", f"{a['name']} {a['shape']} {a['type']}") for a in m.get("inputs", [])]
         rows += [("  output", f"{a['name']} {a['shape']} {a['type']}") for a in m.get("outputs", [])]
         rows += [(f"  verify {k.replace('_', ' ')}", v) for k, v in m["verification"].items()]
+        q = m.get("quantization")
+        if q:
+            why = f" (PTQ refused: {q['ptq_refused']})" if q.get("ptq_refused") else ""
+            rows.append(("  quantized by", f"{q['method'].upper()}{why}"))
     steps = []
     if "resample" in pre:
         steps.append(f"resample (max gap {pre['resample']['max_gap_s']:g} s)")
@@ -54,4 +58,5 @@ def format_description(d: dict) -> str:
     ]
     if d["eval_windows"]:
         rows.append(("eval windows", d["eval_windows"]))
-    return "\n".join(f"{k:<26}{v}" for k, v in rows)
+    width = max(len(k) for k, _ in rows) + 2
+    return "\n".join(f"{k:<{width}}{v}" for k, v in rows)

@@ -66,6 +66,7 @@ class ModelFile:
     format: str  # onnx | tflite
     precision: str  # fp32 | fp16 | int8
     verification: dict
+    quantization: dict | None = None  # int8: {"method": "ptq" | "qat", ...} (edgekit quantize)
 
     @property
     def name(self) -> str:
@@ -125,7 +126,7 @@ def _model_entries(where: Path, manifest: dict, files: dict) -> list[dict]:
     if manifest.get("format") == 1:
         entry = manifest.get("model") or {}
         models = [{**{k: entry[k] for k in ("format", "precision") if k in entry}, "file": entry.get("file"),
-                   "verification": manifest.get("verification", {})}]
+                   "verification": manifest.get("verification", {}), "quantization": manifest.get("quantization")}]
     else:
         models = manifest.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):
@@ -186,7 +187,7 @@ def load_bundle(path: str | Path) -> Bundle:
         path=path,
         root=root,
         models=tuple(ModelFile(root / m["file"], model_format(m["file"]), m.get("precision", "fp32"),
-                               m.get("verification", {})) for m in models),
+                               m.get("verification", {}), m.get("quantization")) for m in models),
         preprocessing=pre,
         classes=tuple(str(c) for c in classes),
         manifest=manifest,
