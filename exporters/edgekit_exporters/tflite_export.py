@@ -1,11 +1,11 @@
-"""torch -> TFLite with litert-torch (no TensorFlow): fp32, fp16 weights, or static int8 (PT2E).
+"""torch -> TFLite with litert-torch (no TensorFlow): fp32, fp16 weights, or static int8 (ai-edge-quantizer).
 
 The converted graph has a fixed batch of 1 (litert-torch cannot lower a symbolic batch for this model), which is
 how the board runs it: one window per call.
-int8 uses litert-torch's PT2E quantizer: Conv2d and Linear get per-channel int8 weights and int8 activations
-calibrated on training windows; LayerNorm, GELU and softmax stay float. Inputs and outputs are float32 with a
-QUANTIZE/DEQUANTIZE op inside the model, or, with `int8_io`, int8 (full integer: the runtime quantises windows
-with the model's own scale and zero point). Every file gets compact tensor names (tflite_graph.finish_tflite).
+int8 quantises the float .tflite: Conv2d and Linear get per-channel int8 weights and int8 activations calibrated
+on training windows; the rest stays float (see INT8_OPS). Inputs and outputs are float32, or with `int8_io` int8
+(a DEQUANTIZE/QUANTIZE op at each end, scaled to the calibration windows and their logits; the runtime quantises
+windows with the model's own scale and zero point). Every file gets compact tensor names (tflite_graph).
 """
 
 from __future__ import annotations
@@ -68,26 +68,37 @@ def _convert(model: torch.nn.Module, example: torch.Tensor, origin: torch.nn.Mod
         raise explain_failure(e, origin or model, example, "TFLite") from None
 
 
-def _int8(model: torch.nn.Module, example: torch.Tensor, calibration: np.ndarray) -> bytes:
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e import move_exported_model_to_eval
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+# Conv2d (CONV_2D) and Linear (FULLY_CONNECTED) in int8: XNNPACK runs these int8 and the rest of the graph float
+# in one delegate partition. Quantising more (the 1-input-channel branch convolutions, which lower to
+# DEPTHWISE_CONV_2D with a depth multiplier, pooling, concatenation, LayerNorm, softmax) splits the graph into
+# partitions that fall back to LiteRT's slower built-in kernels.
+INT8_OPS = ("CONV_2D", "FULLY_CONNECTED")
 
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            graph = torch.export.export(model, (example,)).module()
-        except Exception as e:
-            raise explain_failure(e, model, example, "TFLite") from None
-        graph = prepare_pt2e(graph, quantizer)
-        with torch.no_grad():
-            for i in range(len(calibration)):  # the graph was traced with batch 1
-                graph(torch.from_numpy(calibration[i : i + 1]))
-        graph = convert_pt2e(graph, fold_quantize=False)
-        move_exported_model_to_eval(graph)
-    return _convert(graph, example, origin=model, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+def _int8(fp32: bytes, calibration: np.ndarray) -> bytes:
+    """Static int8 of a float .tflite with ai-edge-quantizer: per-channel symmetric int8 weights, per-tensor
+    asymmetric int8 activations calibrated on `calibration` windows, float input and output."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import qtyping, quantizer
+
+    q = quantizer.Quantizer(bytearray(fp32))
+    for op in INT8_OPS:
+        q.add_static_config(".*", getattr(qtyping.TFLOperationName, op), activation_num_bits=8, weight_num_bits=8)
+    signatures = Interpreter(model_content=fp32).get_signature_list()
+    key = next(iter(signatures))
+    name = signatures[key]["inputs"][0]
+    ranges = q.calibrate({key: [{name: calibration[i : i + 1]} for i in range(len(calibration))]})
+    return bytes(q.quantize(ranges).quantized_model)
+
+
+def _int8_io_params(model: torch.nn.Module, calibration: np.ndarray) -> tuple[tuple[float, int], tuple[float, int]]:
+    """(scale, zero point) of int8 windows and int8 logits over their calibration ranges."""
+    def params(x: np.ndarray) -> tuple[float, int]:
+        lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+        scale = max(hi - lo, 1e-8) / 255
+        return scale, int(np.clip(round(-128 - lo / scale), -128, 127))
+
+    return params(calibration), params(torch_logits(model, calibration))
 
 
 def _fp16(fp32: bytes) -> bytes:
@@ -127,13 +138,13 @@ def export_tflite(model: torch.nn.Module, path: str | Path, check_windows: np.nd
     model = model.eval()
     example = torch.from_numpy(np.ascontiguousarray(check_windows[:1]))
     with _silenced():
-        if precision == "int8":
-            content = _int8(model, example, calibration)
-        else:
-            content = _convert(model, example)
-            if precision == "fp16":
-                content = _fp16(content)
-        content = finish_tflite(content, float_io=precision == "int8" and not int8_io)
+        content = _convert(model, example)
+        if precision == "fp16":
+            content = _fp16(content)
+        elif precision == "int8":
+            content = _int8(content, calibration)
+        int8 = precision == "int8" and int8_io
+        content = finish_tflite(content, _int8_io_params(model, calibration) if int8 else None)
     path.write_bytes(content)
     try:
         try:

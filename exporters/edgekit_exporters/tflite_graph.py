@@ -1,4 +1,4 @@
-"""Edits of a converted .tflite flatbuffer: compact tensor names, and float inputs/outputs around an int8 graph.
+"""Edits of a converted .tflite flatbuffer: compact tensor names, and int8 inputs/outputs on request.
 
 litert-torch names every tensor after the full module path of the op that made it: for a 10k-parameter student
 that is ~18 KiB of strings, more than its int8 weights. The interpreter needs none of them; the input and
@@ -26,46 +26,45 @@ def _opcode(model, builtin: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _float_twin(graph, index: int) -> int:
-    """A new float32 tensor with the shape of tensor `index`; returns its index."""
+def _int8_twin(graph, index: int, scale: float, zero: int) -> int:
+    """A new int8 tensor with the shape of tensor `index` and the given quantisation; returns its index."""
     src = graph.tensors[index]
     t = schema.TensorT()
     t.shape, t.shapeSignature = list(src.shape), None if src.shapeSignature is None else list(src.shapeSignature)
-    t.type, t.buffer = schema.TensorType.FLOAT32, 0  # buffer 0 is the empty one: computed at run time
+    t.type, t.buffer = schema.TensorType.INT8, 0  # buffer 0 is the empty one: computed at run time
+    t.quantization = schema.QuantizationParametersT()
+    t.quantization.scale, t.quantization.zeroPoint = [float(scale)], [int(zero)]
     graph.tensors.append(t)
     return len(graph.tensors) - 1
 
 
-def _wrap_float_io(model) -> None:
-    """Float32 input and output: a QUANTIZE op feeds the int8 input, a DEQUANTIZE op reads the int8 output."""
+def _wrap_int8_io(model, input_q: tuple[float, int], output_q: tuple[float, int]) -> None:
+    """int8 input and output, each (scale, zero point): a DEQUANTIZE op feeds the float input, a QUANTIZE op
+    reads the float output."""
     graph = model.subgraphs[0]
-    int8 = (schema.TensorType.INT8, schema.TensorType.UINT8)
     remap = {}
-    for position, index in enumerate(graph.inputs):
-        if graph.tensors[index].type in int8:
-            new = _float_twin(graph, index)
-            op = schema.OperatorT()
-            op.opcodeIndex, op.inputs, op.outputs = _opcode(model, schema.BuiltinOperator.QUANTIZE), [new], [index]
-            graph.operators.insert(0, op)
-            graph.inputs[position] = remap[index] = new
-    for position, index in enumerate(graph.outputs):
-        if graph.tensors[index].type in int8:
-            new = _float_twin(graph, index)
-            op = schema.OperatorT()
-            op.opcodeIndex, op.inputs, op.outputs = _opcode(model, schema.BuiltinOperator.DEQUANTIZE), [index], [new]
-            graph.operators.append(op)
-            graph.outputs[position] = remap[index] = new
+    (i,), (o,) = graph.inputs, graph.outputs
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs = _opcode(model, schema.BuiltinOperator.DEQUANTIZE), [_int8_twin(graph, i, *input_q)]
+    op.outputs = [i]
+    graph.operators.insert(0, op)
+    graph.inputs[0] = remap[i] = op.inputs[0]
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs = _opcode(model, schema.BuiltinOperator.QUANTIZE), [o]
+    op.outputs = [_int8_twin(graph, o, *output_q)]
+    graph.operators.append(op)
+    graph.outputs[0] = remap[o] = op.outputs[0]
     for signature in model.signatureDefs or []:
         for tensor_map in [*(signature.inputs or []), *(signature.outputs or [])]:
             tensor_map.tensorIndex = remap.get(tensor_map.tensorIndex, tensor_map.tensorIndex)
 
 
-def finish_tflite(content: bytes, float_io: bool = False) -> bytes:
+def finish_tflite(content: bytes, int8_io: tuple[tuple[float, int], tuple[float, int]] | None = None) -> bytes:
     """The model with compact tensor names ("windows", "logits" for input and output; none elsewhere) and,
-    with `float_io`, float32 input/output around an int8 graph."""
+    with `int8_io` ((scale, zero point) of the input and of the output), int8 input and output."""
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-    if float_io:
-        _wrap_float_io(model)
+    if int8_io is not None:
+        _wrap_int8_io(model, *int8_io)
     graph = model.subgraphs[0]
     for tensor in graph.tensors:
         tensor.name = None

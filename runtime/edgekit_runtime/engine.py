@@ -83,8 +83,8 @@ class LiteRTModel(Model):
     `[N, C, T]` windows; int8/uint8 inputs and outputs are (de)quantised with the model's own scale and zero
     point.
 
-    `xnnpack=False` runs LiteRT's built-in kernels instead of the XNNPACK delegate: measured faster for int8
-    students (benchmarks/results/export_formats.md), where XNNPACK takes the graph in many small partitions."""
+    `xnnpack=False` runs LiteRT's built-in kernels instead of the XNNPACK delegate (for comparison: XNNPACK is
+    2-3x faster on the students, float and int8, benchmarks/results/export_formats.md)."""
 
     backend = "litert"
 
@@ -182,6 +182,5 @@ def choose_models(bundle, backend: str | None = None, precision: str | None = No
 def open_model(model_file, threads: int = 1) -> Model:
     if threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}")
-    if model_file.format == "tflite":
-        return LiteRTModel(model_file.path, threads=threads, xnnpack=model_file.precision != "int8")
-    return OnnxModel(model_file.path, threads=threads)
+    loader = LiteRTModel if model_file.format == "tflite" else OnnxModel
+    return loader(model_file.path, threads=threads)
