@@ -1,7 +1,8 @@
 """Every export format and precision of the default student, side by side in one process: file size, accuracy,
 agreement with torch, and single-window latency (median, p99) with the same inputs and one thread each.
 
-Also quantisation-aware training (`edgekit quantize --qat`) against post-training int8, and the int8 investigation: ONNX int8 as QOperator vs QDQ, only Conv/MatMul/Gemm vs every op, TFLite with the
+Also quantisation-aware training (`edgekit quantize --qat`) against post-training int8, and the int8 investigation:
+ONNX int8 as QOperator vs QDQ and with other op sets, TFLite int8 with Conv2d alone in int8, TFLite with the
 XNNPACK delegate on and off, and onnxruntime's per-op profile of fp32 vs int8.
 
     .venv/bin/python benchmarks/export_formats.py [--datasets BasicMotions,JapaneseVowels] [--reps 2000]
@@ -107,6 +108,13 @@ def ort_variant(model, windows, calibration, labels, ref, out: Path, quant_forma
                "agreement": float((got.argmax(1) == ref.argmax(1)).mean())}
 
 
+def tflite_int8_variant(model, windows, calibration, ops) -> bytes:
+    from edgekit_exporters.tflite_export import quantize_tflite, to_tflite
+    from edgekit_exporters.tflite_graph import finish_tflite
+
+    return finish_tflite(quantize_tflite(to_tflite(model, torch.from_numpy(windows[:1])), calibration, ops))
+
+
 def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     from edgekit.checkpoint import load_checkpoint
     from edgekit.cli import _data_spec
@@ -161,6 +169,15 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
             continue
         rows.append({"dataset": name, "backend": label, **r})
         runners[label] = model.logits
+    label = "tflite int8 conv only"  # Linear left float too
+    path = work / name / "tflite-int8-conv-only.tflite"
+    path.write_bytes(tflite_int8_variant(ckpt.model, x, calib, ("CONV_2D",)))
+    model = LiteRTModel(path)
+    got = np.concatenate([model.logits(x[i : i + 1]) for i in range(len(x))])
+    rows.append({"dataset": name, "backend": label, "bytes": path.stat().st_size, "weight_bytes": weight_bytes(path),
+                 "accuracy": float((got.argmax(1) == test.labels).mean()),
+                 "agreement": float((got.argmax(1) == ref.argmax(1)).mean())})
+    runners[label] = model.logits
     for label in ("tflite fp32", "tflite int8"):  # LiteRT's built-in kernels instead of XNNPACK
         rows.append({**next(r for r in rows if r["backend"] == label), "backend": f"{label} no xnnpack"})
         runners[f"{label} no xnnpack"] = LiteRTModel(models[label][0], xnnpack=False).logits

@@ -55,17 +55,17 @@ def _silenced():
             os.close(fd)
 
 
-def _convert(model: torch.nn.Module, example: torch.Tensor, origin: torch.nn.Module | None = None, **kwargs) -> bytes:
-    """The .tflite bytes of `model`; failures are explained in terms of `origin` (the user's model)."""
+def to_tflite(model: torch.nn.Module, example: torch.Tensor) -> bytes:
+    """The float .tflite bytes of `model`; a failure names the unsupported op and its layer."""
     import litert_torch
 
     litert_torch.config.show_progress = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return bytes(litert_torch.convert(model, (example,), **kwargs).model_content())
+            return bytes(litert_torch.convert(model, (example,)).model_content())
     except Exception as e:  # litert-torch raises RuntimeError/ValueError/JAX errors; name the op and layer
-        raise explain_failure(e, origin or model, example, "TFLite") from None
+        raise explain_failure(e, model, example, "TFLite") from None
 
 
 # Conv2d (CONV_2D) and Linear (FULLY_CONNECTED) in int8: XNNPACK runs these int8 and the rest of the graph float
@@ -75,14 +75,15 @@ def _convert(model: torch.nn.Module, example: torch.Tensor, origin: torch.nn.Mod
 INT8_OPS = ("CONV_2D", "FULLY_CONNECTED")
 
 
-def _int8(fp32: bytes, calibration: np.ndarray) -> bytes:
+def quantize_tflite(fp32: bytes, calibration: np.ndarray, ops: tuple[str, ...] = INT8_OPS) -> bytes:
     """Static int8 of a float .tflite with ai-edge-quantizer: per-channel symmetric int8 weights, per-tensor
-    asymmetric int8 activations calibrated on `calibration` windows, float input and output."""
+    asymmetric int8 activations calibrated on `calibration` windows, for the TFLite `ops`; float input and
+    output."""
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import qtyping, quantizer
 
     q = quantizer.Quantizer(bytearray(fp32))
-    for op in INT8_OPS:
+    for op in ops:
         q.add_static_config(".*", getattr(qtyping.TFLOperationName, op), activation_num_bits=8, weight_num_bits=8)
     signatures = Interpreter(model_content=fp32).get_signature_list()
     key = next(iter(signatures))
@@ -138,11 +139,11 @@ def export_tflite(model: torch.nn.Module, path: str | Path, check_windows: np.nd
     model = model.eval()
     example = torch.from_numpy(np.ascontiguousarray(check_windows[:1]))
     with _silenced():
-        content = _convert(model, example)
+        content = to_tflite(model, example)
         if precision == "fp16":
             content = _fp16(content)
         elif precision == "int8":
-            content = _int8(content, calibration)
+            content = quantize_tflite(content, calibration)
         int8 = precision == "int8" and int8_io
         content = finish_tflite(content, _int8_io_params(model, calibration) if int8 else None)
     path.write_bytes(content)
