@@ -100,6 +100,17 @@ class _Rows:
         if self.on_bad is not None:
             self.on_bad(msg)
 
+    def sample(self, lineno: int, read, problem: str) -> tuple[float, list[float]] | None:
+        """(time, values) from `read()` -> (values, time or None) if the row is good; else report `problem` (or
+        what `check` finds) and return None."""
+        try:
+            vals, t = read()
+        except (TypeError, ValueError):
+            self.bad(lineno, problem)
+            return None
+        t = self.check(lineno, vals, t)
+        return None if t is None else (t, vals)
+
     def check(self, lineno: int, vals: list[float], t: float | None) -> float | None:
         """The sample's time if the row is good; else report it and return None."""
         if t is None:
@@ -149,18 +160,13 @@ def _csv_records(lines: Iterable[str | None], rows: _Rows, time_column, label_co
             rows.bad(lineno, f"expected {len(header)} columns, got {len(record)}")
             yield False
             continue
-        try:
-            vals = [float(record[i]) for i in cols]
-            t = parse_time(record[tcol]) if tcol is not None else None
-        except ValueError:
-            rows.bad(lineno, "non-numeric value")
+        good = rows.sample(lineno, lambda: ([float(record[i]) for i in cols],
+                                            parse_time(record[tcol]) if tcol is not None else None),
+                           "non-numeric value")
+        if good is None:
             yield False
             continue
-        t = rows.check(lineno, vals, t)
-        if t is None:
-            yield False
-            continue
-        yield t, vals, class_index.get(record[lcol].strip(), -1) if lcol is not None else None
+        yield *good, class_index.get(record[lcol].strip(), -1) if lcol is not None else None
 
 
 def _jsonl_records(lines: Iterable[str | None], rows: _Rows, time_column, label_column, class_index):
@@ -188,18 +194,13 @@ def _jsonl_records(lines: Iterable[str | None], rows: _Rows, time_column, label_
             rows.bad(lineno, f"missing field(s) {', '.join(missing)}")
             yield False
             continue
-        try:
-            vals = [float(obj[c]) for c in rows.channels]
-            t = parse_time(obj[time_column]) if time_column in obj else None
-        except (TypeError, ValueError):
-            rows.bad(lineno, "non-numeric value")
+        good = rows.sample(lineno, lambda: ([float(obj[c]) for c in rows.channels],
+                                            parse_time(obj[time_column]) if time_column in obj else None),
+                           "non-numeric value")
+        if good is None:
             yield False
             continue
-        t = rows.check(lineno, vals, t)
-        if t is None:
-            yield False
-            continue
-        yield t, vals, class_index.get(str(obj.get(label_column, "")), -1) if label_column is not None else None
+        yield *good, class_index.get(str(obj.get(label_column, "")), -1) if label_column is not None else None
 
 
 def read_chunks(
@@ -271,18 +272,13 @@ def read_parquet_chunks(path, channels: tuple[str, ...], sampling_rate: float, t
             for i in range(batch.num_rows):
                 rowno += 1
                 rows.stats.rows += 1
-                try:
-                    vals = [float(cols[c][i]) for c in channels]
-                    t = parse_time(cols[tcol][i]) if tcol else None
-                except (TypeError, ValueError):
-                    rows.bad(rowno, "non-numeric or missing value")
+                good = rows.sample(rowno, lambda: ([float(cols[c][i]) for c in channels],
+                                                   parse_time(cols[tcol][i]) if tcol else None),
+                                   "non-numeric or missing value")
+                if good is None:
                     yield False
                     continue
-                t = rows.check(rowno, vals, t)
-                if t is None:
-                    yield False
-                    continue
-                yield t, vals, class_index.get(str(cols[label_column][i]), -1) if label_column else None
+                yield *good, class_index.get(str(cols[label_column][i]), -1) if label_column else None
 
     yield from _chunks(records(), label_column is not None, chunk_rows)
 
