@@ -28,12 +28,12 @@ def test_default_student_is_the_widest_within_ten_thousand_parameters():
 
 
 def test_too_small_a_budget_names_the_smallest_possible():
-    with pytest.raises(UserError, match="smallest MSA-CNN for 6 channels, 4 classes and 100 samples has 656"):
+    with pytest.raises(UserError, match="smallest MSA-CNN for 6 channels, 4 classes and 100 samples has 644"):
         config_for_budget(6, 4, 100, 500)
 
 
 def test_macs_count_the_convolutions_linears_and_attention():
-    cfg = MSACNNConfig.build(1, 2, 64, width=1, scales=1, scale_kernel=1, layers=0)
+    cfg = MSACNNConfig.build(1, 2, 64, width=1, scales=1, scale_kernel=1, layers=0, kernel=15)
     # conv 1x15 (8 filters) on 64 steps; 1x1 integrate 8->4; spatial 4->8; embedding 8->4; classifier 4->2
     expected = 64 * 8 * 15 + 64 * 4 * 8 + 64 * 8 * 4 + 64 * 4 * 8 + 2 * 4
     assert count_macs(MSACNN(cfg)) == expected

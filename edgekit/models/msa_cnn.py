@@ -22,9 +22,17 @@ a Conv2d with a 1×k kernel, which converts to a plain CONV_2D in TFLite (it has
 One size knob, `width` w, sets every layer: 2w filters per scale share (8w in all), 4w scale-integration
 filters, 8w spatial features, embedding 4w. The paper's "small" configuration is w = 4 (~10k parameters).
 
-Departures from the paper, and why: no input scaling layer (edgekit normalises channels in preprocessing, shared
-with the board); the number of scales and the scale-integration kernel shrink for short windows so at least two
-time steps reach the attention (the paper only uses 30 s EEG epochs); dropout defaults to 0.1 as in the paper.
+Options from the paper: `input_scaling` adds its learned per-channel gain and bias (2C parameters; edgekit
+already normalises channels in preprocessing, so it is off by default); for univariate input the spatial
+convolution has nothing to mix and becomes a temporal 1×`univariate_kernel` convolution (the paper's 1×5).
+
+Departures from the paper, and why:
+- batch normalisation after every convolution (`batch_norm`): the paper trains on tens of thousands of EEG
+  epochs; on the tens to hundreds of windows of a typical sensor dataset the plain network trains slowly and
+  unevenly. In eval mode it is a per-channel affine map that the exporters fold into the convolution before it.
+- the temporal kernel follows the window length (`default_kernel`) instead of the paper's 15 samples for 100 Hz
+  EEG; the number of scales and the scale-integration kernel shrink for short windows so that at least
+  MIN_TOKENS time steps reach the attention.
 """
 
 from __future__ import annotations
@@ -42,6 +50,12 @@ from .macs import macs_of
 MIN_TOKENS = 4
 
 
+def default_kernel(length: int) -> int:
+    """The branch convolution's kernel for a window of `length` samples: about a tenth of the window, odd, between
+    3 and 15 samples (the paper's 15 at 3000 samples; a kernel wider than the signal only sees padding)."""
+    return int(min(15, max(3, (length // 10) | 1)))
+
+
 @dataclass(frozen=True)
 class MSACNNConfig:
     n_channels: int
@@ -54,10 +68,15 @@ class MSACNNConfig:
     heads: int = 2
     layers: int = 1
     dropout: float = 0.1
+    batch_norm: bool = True
+    input_scaling: bool = False
+    univariate_kernel: int = 1
 
     def __post_init__(self):
-        if self.width < 1 or self.scales < 1 or self.scale_kernel < 1 or self.kernel < 1:
-            raise ValueError("width, scales, kernel and scale_kernel must be positive")
+        if min(self.width, self.scales, self.scale_kernel, self.kernel, self.univariate_kernel) < 1:
+            raise ValueError("width, scales, kernel, scale_kernel and univariate_kernel must be positive")
+        if self.kernel % 2 == 0 or self.univariate_kernel % 2 == 0:
+            raise ValueError("kernel and univariate_kernel must be odd, so that a window keeps its length")
         if self.embed % self.heads:
             raise ValueError(f"embedding {self.embed} is not divisible by {self.heads} heads")
         if self.tokens < 1:
@@ -85,6 +104,7 @@ class MSACNNConfig:
         """A configuration adapted to the window length: for short windows first a smaller scale kernel, then
         fewer scales, until at least MIN_TOKENS time steps reach the attention (or nothing can be shrunk)."""
         scales, kernel = options.pop("scales", 4), options.pop("scale_kernel", 5)
+        options.setdefault("kernel", default_kernel(length))
         while length // 2 ** (scales - 1) // kernel < MIN_TOKENS and (kernel > 1 or scales > 1):
             if kernel > 1:
                 kernel = max(1, kernel - 2)
@@ -142,15 +162,33 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     return pe
 
 
+class ChannelScaling(nn.Module):
+    """The paper's input scaling layer: a learned gain and bias per channel of `[B, C, T]`."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(channels, 1))
+        self.bias = nn.Parameter(torch.zeros(channels, 1))
+
+    def forward(self, x):
+        return x * self.gain + self.bias
+
+
 class MSACNN(nn.Module):
     def __init__(self, cfg: MSACNNConfig):
         super().__init__()
         self.cfg = cfg
         k, w = cfg.kernel, cfg.width
+
+        def norm(n):
+            return nn.BatchNorm2d(n) if cfg.batch_norm else nn.Identity()
+
+        self.scaling = ChannelScaling(cfg.n_channels) if cfg.input_scaling else nn.Identity()
         self.branches = nn.ModuleList(
             nn.Sequential(
                 nn.AvgPool2d((1, 2**i)) if i else nn.Identity(),
-                nn.Conv2d(1, n, (1, k), padding=(0, k // 2)),
+                nn.Conv2d(1, n, (1, k), padding=(0, k // 2), bias=not cfg.batch_norm),
+                norm(n),
                 nn.ReLU(),
                 nn.MaxPool2d((1, cfg.pool // 2**i)) if cfg.pool // 2**i > 1 else nn.Identity(),
                 nn.Dropout(cfg.dropout),
@@ -158,9 +196,13 @@ class MSACNN(nn.Module):
             for i, n in enumerate(cfg.filters_per_scale())
         )
         self.integrate = nn.Sequential(
-            nn.Conv2d(8 * w, 4 * w, (1, cfg.scale_kernel), stride=(1, cfg.scale_kernel)), nn.ReLU(),
+            nn.Conv2d(8 * w, 4 * w, (1, cfg.scale_kernel), stride=(1, cfg.scale_kernel), bias=not cfg.batch_norm),
+            norm(4 * w), nn.ReLU(),
             nn.Dropout(cfg.dropout))
-        self.spatial = nn.Sequential(nn.Conv2d(4 * w, 8 * w, (cfg.n_channels, 1)), nn.ReLU())
+        # multivariate: one global C×1 convolution mixes the channels; univariate: a temporal 1×u convolution
+        sk = (cfg.n_channels, 1) if cfg.n_channels > 1 else (1, cfg.univariate_kernel)
+        self.spatial = nn.Sequential(nn.Conv2d(4 * w, 8 * w, sk, padding=(0, sk[1] // 2), bias=not cfg.batch_norm),
+                                     norm(8 * w), nn.ReLU())
         self.embedding = nn.Linear(8 * w, cfg.embed)
         self.register_buffer("positions", sinusoidal_positions(cfg.tokens, cfg.embed), persistent=False)
         self.encoder = nn.Sequential(*(EncoderLayer(cfg.embed, cfg.heads, cfg.dropout) for _ in range(cfg.layers)))
@@ -168,7 +210,7 @@ class MSACNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features `[B, embed]` of windows `[B, C, T]`."""
-        x = x.unsqueeze(1)
+        x = self.scaling(x).unsqueeze(1)
         length = self.cfg.length // self.cfg.pool
         x = torch.cat([b(x)[..., :length] for b in self.branches], dim=1)  # [B, 8w, C, T // P]
         x = self.spatial(self.integrate(x))  # [B, 8w, 1, tokens]
