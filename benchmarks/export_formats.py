@@ -128,7 +128,7 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
 
     ckpt_dir = work / name / "checkpoint"
     if not ckpt_dir.exists():
-        train_student(_data_spec(name, None, None, None, None, None, None), str(ckpt_dir), seed=0, progress=False)
+        train_student(_data_spec(name, None, None, None, None, None, None), str(ckpt_dir), progress=False)
     qat_dir = work / name / "qat-checkpoint"
     if not qat_dir.exists():
         qat_checkpoint(str(ckpt_dir), str(qat_dir), epochs=QAT_EPOCHS, progress=False)

@@ -43,12 +43,12 @@ def main(repeats: int = 5):
     from edgekit.bundle import build_bundle
     from edgekit.cli import _data_spec
     from edgekit.export import export_checkpoint
-    from edgekit.train import train_student
+    from edgekit.train import TrainSettings, train_student
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         train_student(_data_spec("BasicMotions", None, None, None, None, None, None), str(root / "ckpt"),
-                      epochs=3, progress=False)
+                      settings=TrainSettings(epochs=3, refit=False), progress=False)
         export_checkpoint(str(root / "ckpt"), str(root / "model"))
         build_bundle([str(root / "model")], str(root / "bundle"))
         runtime_cmd = [sys.executable, "-m", "edgekit_runtime.coldstart", str(root / "bundle"), "model-fp32.onnx"]

@@ -12,6 +12,7 @@ import click
 from edgekit_runtime.errors import UserError
 
 from .filters import SIGNAL_OPTIONS, signal_options
+from .train_settings import recipe_settings
 
 
 def _load_spec(spec: dict):
@@ -59,7 +60,11 @@ def data_list(as_json):
 
     rows = []
     for name, entry in BUNDLED.items():
-        s = load_dataset(name).summary()
+        try:
+            s = load_dataset(name).summary()
+        except UserError as e:  # a dataset whose package is not installed
+            click.echo(f"{name}: unavailable ({e})", err=True)
+            continue
         rows.append({"name": name, "windows": s["windows"], "channels": s["channels"], "length": s["length"],
                      "classes": len(s["classes"]), "sampling_rate_hz": s["sampling_rate_hz"],
                      "description": entry.description})
@@ -138,13 +143,34 @@ def split_options(f):
     return f
 
 
+def recipe_options(f):
+    """The training recipe (edgekit.train_settings.TrainSettings); shared by train and distill."""
+    from .train_settings import TrainSettings
+
+    d = TrainSettings()
+    opts = [
+        click.option("--steps", default=d.steps, show_default=True,
+                     help="Optimiser steps; the epochs follow from the number of training windows."),
+        click.option("--epochs", type=int, help="A fixed number of epochs instead of --steps."),
+        click.option("--patience", type=int, help="Stop early after this many epochs without a better validation "
+                                                  "loss [default: no early stopping, keep the last weights]."),
+        click.option("--lr", default=d.lr, show_default=True, help="Peak learning rate (warm-up, then cosine decay)."),
+        click.option("--batch-size", default=d.batch_size, show_default=True),
+        click.option("--label-smoothing", default=d.label_smoothing, show_default=True),
+        click.option("--augment/--no-augment", default=True, show_default=True,
+                     help="Random gain, noise and time shift of every training batch."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
 @click.command()
 @data_options
 @split_options
-@click.option("--epochs", default=300, show_default=True)
-@click.option("--patience", default=40, show_default=True, help="Epochs without validation improvement to stop.")
-@click.option("--lr", default=3e-3, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
+@recipe_options
+@click.option("--refit/--no-refit", default=True, show_default=True,
+              help="After measuring on the validation windows, train again on training + validation windows.")
 @click.option("--params", default="10k", show_default=True,
               help="Parameter budget: the widest MSA-CNN that fits (e.g. 3k, 10k, 30k).")
 @click.option("--width", type=int, help="Set the MSA-CNN width directly instead of --params (4: the paper's small).")
@@ -155,33 +181,43 @@ def split_options(f):
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(split_method, test_groups, val, test_fraction, seed, epochs, patience, lr, batch_size, params, width,
-          normalize, out, overwrite, json_out, quiet, **spec):
+def train(split_method, test_groups, val, test_fraction, seed, steps, epochs, patience, lr, batch_size,
+          label_smoothing, augment, refit, params, width, normalize, out, overwrite, json_out, quiet, **spec):
     """Train the MSA-CNN student on the labels of DATASET and save a checkpoint.
 
-    DATASET is a bundled name (see `edgekit data list`) or a CSV/Parquet file or directory of them.
+    DATASET is a bundled name (see `edgekit data list`) or a CSV/Parquet file or directory of them. The
+    recipe: a fixed number of optimiser steps with warm-up and cosine decay, label smoothing and augmented
+    batches; accuracy on the validation windows is measured, then the model is refitted on training and
+    validation windows together (--no-refit keeps the first model).
     """
     from .train import train_student
 
     signal = {k: spec.pop(k) for k in SIGNAL_OPTIONS}
     spec = _data_spec(**spec)
     out = out or f"runs/{spec['dataset'].replace('/', '_')}/checkpoint"
+    settings = recipe_settings(steps, epochs, patience, lr, batch_size, label_smoothing, augment, seed, refit=refit)
     summary = train_student(spec, out, split_method=split_method, test_groups=_csv_list(test_groups), val=val,
-                            test=test_fraction, seed=seed, epochs=epochs, patience=patience, lr=lr,
-                            batch_size=batch_size, params=params, width=width, normalize=normalize,
-                            signal=signal, overwrite=overwrite, progress=not quiet)
+                            test=test_fraction, params=params, width=width, normalize=normalize, signal=signal,
+                            settings=settings, overwrite=overwrite, progress=not quiet)
     if json_out:
         from edgekit_runtime.files import write_text_atomic
 
         write_text_atomic(json_out, json.dumps(summary, indent=2) + "\n")
-    m = summary["metrics"]
-    click.echo(f"dataset      {summary['dataset']} ({summary['windows']['train']} train, "
-               f"{summary['windows']['val']} val, {summary['windows']['test']} test windows)\n"
-               f"model        MSA-CNN width {summary['model']['width']}, {summary['parameters']:,} parameters, "
-               f"{summary['macs']:,} MACs per window\n"
-               f"training     {m['epochs_run']} epochs (best at {m['best_epoch']})\n"
-               f"test         accuracy {m['test_accuracy']:.3f}, macro-F1 {m['test_macro_f1']:.3f}\n"
-               f"checkpoint   {out}")
+    click.echo(train_summary_text(summary, out))
+
+
+def train_summary_text(summary: dict, out: str) -> str:
+    m, cfg = summary["metrics"], summary["model"]
+    val = f", validation accuracy {m['val_accuracy']:.3f}" if m.get("val_accuracy") is not None else ""
+    refit = f"; refitted on train + val for {m['refit_epochs']} epochs" if m.get("refit") else ""
+    return (f"dataset      {summary['dataset']} ({summary['windows']['train']} train, "
+            f"{summary['windows']['val']} val, {summary['windows']['test']} test windows)\n"
+            f"model        MSA-CNN width {cfg['width']}, {cfg['scales']} scales, kernel {cfg['kernel']}, "
+            f"{summary['parameters']:,} parameters, {summary['macs']:,} MACs per window\n"
+            f"training     {m['epochs_run']} epochs ({m['steps']} steps){val}{refit}; "
+            f"{m['train_seconds']:.0f} s\n"
+            f"test         accuracy {m['test_accuracy']:.3f}, macro-F1 {m['test_macro_f1']:.3f}\n"
+            f"checkpoint   {out}")
 
 
 def export_options(command):
@@ -229,23 +265,22 @@ def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_dr
     """Export CHECKPOINT to a model directory for the board, verified against torch on held-out windows.
 
     The directory holds the model file, preprocess.json and manifest.json (sha256 of every file, the op
-    histogram and the verification metrics). An export outside tolerance is refused and nothing is written.
+    histogram and the verification metrics). An export outside tolerance is refused and nothing is written;
+    for int8, a refused post-training quantisation falls back to quantisation-aware training, as
+    `edgekit quantize` does.
     """
     from pathlib import Path
 
     from .export import export_checkpoint
-
-    from edgekit_exporters import ExportMismatch
+    from .quantize import quantize_checkpoint
 
     out = out or str(Path(checkpoint).parent / f"model-{fmt}{'' if precision == 'fp32' else '-' + precision}")
-    try:
-        m = export_checkpoint(checkpoint, out, fmt, precision, atol=atol, min_agreement=min_agreement,
-                              max_accuracy_drop=max_accuracy_drop, calibration_size=calibration_size,
-                              quant_format=quant_format, int8_io=int8_io, overwrite=overwrite)
-    except ExportMismatch as e:
-        if precision != "int8":
-            raise
-        raise ExportMismatch(f"{e} (`edgekit quantize --qat {checkpoint}` fine-tunes the model for int8)") from None
+    options = dict(atol=atol, min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop,
+                   calibration_size=calibration_size, quant_format=quant_format, int8_io=int8_io, overwrite=overwrite)
+    if precision == "int8":
+        m = quantize_checkpoint(checkpoint, out, fmt, **options)
+    else:
+        m = export_checkpoint(checkpoint, out, fmt, precision, **options)
     _echo_export(out, m)
 
 
@@ -294,17 +329,14 @@ def quantize(checkpoint, fmt, out, qat, epochs, lr, save_checkpoint, **options):
 @click.option("--kd-weight", default=1.0, show_default=True, help="Weight of T²·KL to the teacher's soft labels.")
 @click.option("--feature-weight", default=0.5, show_default=True, help="Weight of matching the teacher's embedding.")
 @click.option("--temperature", default=4.0, show_default=True, help="Softmax temperature T of the KL term.")
-@click.option("--epochs", default=300, show_default=True)
-@click.option("--patience", default=40, show_default=True)
-@click.option("--lr", default=3e-3, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
+@recipe_options
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Student checkpoint [default: TEACHER/../student].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def distill(teacher, dataset, unlabeled, window, params, width, ce_weight, kd_weight, feature_weight, temperature,
-            epochs, patience, lr, batch_size, seed, out, overwrite, json_out, quiet):
+            out, overwrite, json_out, quiet, **recipe):
     """Distil a fine-tuned TEACHER into an MSA-CNN student; the result exports like any trained student.
 
     Teacher outputs are cached next to the teacher, so distilling several students runs the teacher once.
@@ -312,15 +344,13 @@ def distill(teacher, dataset, unlabeled, window, params, width, ce_weight, kd_we
     from pathlib import Path
 
     from .distill import DistillSettings, distill as run
-    from .train import TrainSettings
 
     out = out or str(Path(teacher).parent / "student")
     spec = {"dataset": dataset} if dataset else None
     extra = [{"dataset": u, "window": window} for u in unlabeled]
     summary = run(teacher, out, spec, extra, params=params, width=width,
                   settings=DistillSettings(ce_weight, kd_weight, feature_weight, temperature),
-                  train_settings=TrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
-                                               seed=seed),
+                  train_settings=recipe_settings(**recipe),
                   overwrite=overwrite, progress=not quiet)
     if json_out:
         from edgekit_runtime.files import write_text_atomic

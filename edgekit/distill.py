@@ -46,7 +46,7 @@ def standardised(embeddings: np.ndarray) -> torch.Tensor:
 
 
 def distillation_loss(student, project: nn.Module, x: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor,
-                      t_emb: torch.Tensor, s: DistillSettings) -> torch.Tensor:
+                      t_emb: torch.Tensor, s: DistillSettings, label_smoothing: float = 0.0) -> torch.Tensor:
     """The loss of the module docstring for one batch; labels < 0 mark unlabelled windows (no CE term)."""
     feats = student.features(x)
     logits = student.classifier(feats)
@@ -55,10 +55,26 @@ def distillation_loss(student, project: nn.Module, x: torch.Tensor, y: torch.Ten
                                           reduction="batchmean")
     labelled = y >= 0
     if labelled.any() and s.ce_weight:
-        loss = loss + s.ce_weight * F.cross_entropy(logits[labelled], y[labelled])
+        loss = loss + s.ce_weight * F.cross_entropy(logits[labelled], y[labelled], label_smoothing=label_smoothing)
     if s.feature_weight:
         loss = loss + s.feature_weight * F.mse_loss(project(feats), t_emb)
     return loss
+
+
+def distillation_batches(student, project: nn.Module, x: np.ndarray, y: np.ndarray, t_logits: torch.Tensor,
+                         t_emb: torch.Tensor, s: DistillSettings, recipe: TrainSettings):
+    """`batch_loss(indices)` for `fit`: the distillation loss on a batch, augmented as the recipe says (the
+    teacher's outputs are those of the clean windows: augmentation keeps the label, so it keeps the target)."""
+    from .augment import Augment
+
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    augment = Augment() if recipe.augment else None
+
+    def batch_loss(idx):
+        xb = xt[idx] if augment is None else augment(xt[idx])
+        return distillation_loss(student, project, xb, yt[idx], t_logits[idx], t_emb[idx], s, recipe.label_smoothing)
+
+    return batch_loss
 
 
 def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, np.ndarray]:
@@ -130,17 +146,14 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     cfg = student_config(ds, params, width)
     student = MSACNN(cfg)
     project = nn.Linear(cfg.embed, t_emb.shape[1])
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-
-    def batch_loss(idx):
-        return distillation_loss(student, project, xt[idx], yt[idx], t_logits[idx], t_emb[idx], settings)
+    batch_loss = distillation_batches(student, project, x_train, y_train, t_logits, t_emb, settings, train_settings)
 
     def val_metrics():
         logits = predict_logits(student, x_val)
         ce = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(va.labels))
         return float(ce), float((logits.argmax(1) == va.labels).mean())
 
-    history = fit(student, len(yt), batch_loss, val_metrics if len(va) else None, train_settings,
+    history = fit(student, len(y_train), batch_loss, val_metrics if len(va) else None, train_settings,
                   extra_parameters=list(project.parameters()), progress=progress)
     s_metrics = classification_metrics(te.labels, predict_logits(student, x_test))
     t_metrics = classification_metrics(te.labels, teacher_outputs(teacher_dir, teacher, te)[0])

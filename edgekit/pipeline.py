@@ -121,14 +121,14 @@ def _student_params(recipe: Recipe, run: Path) -> str:
 
 def _distill(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
     from .distill import distill
-    from .train import TrainSettings
+    from .train_settings import recipe_settings
 
     d, s = recipe["distill"], recipe["student"]
     summary = distill(str(run / "finetune" / "teacher"), str(work / "student"), None,
                       [{"dataset": u} for u in d["unlabeled"]], params=_student_params(recipe, run), width=s["width"],
                       settings=_distill_settings(recipe),
-                      train_settings=TrainSettings(epochs=d["epochs"], patience=d["patience"], lr=d["lr"],
-                                                   batch_size=d["batch_size"], seed=recipe["data"]["seed"]),
+                      train_settings=recipe_settings(d["steps"], d["epochs"], d["patience"], d["lr"], d["batch_size"],
+                                                     d["label_smoothing"], d["augment"], recipe["data"]["seed"]),
                       progress=progress)
     summary["checkpoint"] = "student"
     return {"student": "student", "summary": summary}
@@ -136,12 +136,17 @@ def _distill(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
 
 def _export(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
     from .export import export_checkpoint
+    from .quantize import quantize_checkpoint
 
     models = {}
     for e in recipe.exports:
         name = f"{e['format']}-{e['precision']}"
-        m = export_checkpoint(str(run / "distill" / "student"), str(work / name), e["format"], e["precision"],
-                              calibration_size=e["calibration_size"])
+        student, out = str(run / "distill" / "student"), str(work / name)
+        if e["precision"] == "int8":  # post-training quantisation, or QAT when that is refused
+            m = quantize_checkpoint(student, out, e["format"], progress=progress,
+                                    calibration_size=e["calibration_size"])
+        else:
+            m = export_checkpoint(student, out, e["format"], e["precision"], calibration_size=e["calibration_size"])
         models[name] = {"file": m["model"]["file"], "bytes": m["model"]["bytes"], "verification": m["verification"]}
     return {"models": models}
 

@@ -130,7 +130,7 @@ def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4
         simulated_after = accuracy()
     after = accuracy()
     qat = {"source": str(checkpoint), "epochs": epochs, "lr": lr, "epochs_run": history["epochs_run"],
-           "best_epoch": history["best_epoch"], "test_accuracy_float_before": before,
+           "best_epoch": history.get("best_epoch"), "test_accuracy_float_before": before,
            "test_accuracy_int8_simulated_before": simulated_before,
            "test_accuracy_int8_simulated_after": simulated_after}
     metrics = {**ckpt.metrics, "test_accuracy": after, "qat": qat}

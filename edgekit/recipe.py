@@ -48,8 +48,9 @@ def _sections() -> dict[str, dict[str, Key]]:
         "student": {"params": Key(str, "10k"), "width": Key(int)},
         "distill": {
             "ce_weight": Key(float, 1.0), "kd_weight": Key(float, 1.0), "feature_weight": Key(float, 0.5),
-            "temperature": Key(float, 4.0), "epochs": Key(int, 150), "patience": Key(int, 30), "lr": Key(float, 3e-3),
-            "batch_size": Key(int, 16), "unlabeled": Key((list, str), []),
+            "temperature": Key(float, 4.0), "steps": Key(int, 1500), "epochs": Key(int), "patience": Key(int),
+            "lr": Key(float, 3e-3), "batch_size": Key(int, 16), "label_smoothing": Key(float, 0.1),
+            "augment": Key(bool, True), "unlabeled": Key((list, str), []),
         },
         "bundle": {"archive": Key(bool, False), "eval_windows": Key(int, 200)},
         "bench": {"windows": Key(int, 200), "threads": Key(int, 1), "quick": Key(bool, True)},
@@ -199,10 +200,10 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     if not (0 <= d["val"] < 1 and 0 <= d["test"] < 1 and d["val"] + d["test"] < 1):
         raise UserError(f"{where}: data.val and data.test must be in [0, 1) with val + test < 1")
     for s, keys in (("pretrain", ("batch_size", "eval_every", "checkpoint_every")),
-                    ("finetune", ("epochs", "batch_size")), ("distill", ("epochs", "batch_size")),
+                    ("finetune", ("epochs", "batch_size")), ("distill", ("steps", "epochs", "patience", "batch_size")),
                     ("bench", ("windows", "threads")), ("bundle", ("eval_windows",))):
         for k in keys:
-            if values[s][k] < 1:
+            if values[s][k] is not None and values[s][k] < 1:
                 raise UserError(f"{where}: {s}.{k} must be at least 1, got {values[s][k]}")
     if values["pretrain"]["steps"] < 0:
         raise UserError(f"{where}: pretrain.steps must be 0 (no pretraining) or more")

@@ -65,7 +65,7 @@ def train_point(job: dict) -> dict:
     from torch import nn
 
     from .checkpoint import Checkpoint, save_checkpoint
-    from .distill import DistillSettings, distillation_loss, standardised
+    from .distill import DistillSettings, distillation_batches, standardised
     from .models import MSACNN, count_macs, count_parameters
     from .train import TrainSettings, fit, fit_preprocessing, student_config, train_classifier
 
@@ -93,12 +93,9 @@ def train_point(job: dict) -> dict:
         t_logits = torch.from_numpy(np.load(job["teacher_outputs"])["logits"][keep])
         t_emb = standardised(np.load(job["teacher_outputs"])["embeddings"][keep])
         project = nn.Linear(cfg.embed, t_emb.shape[1])
-        xt, yt = torch.from_numpy(x_train), torch.from_numpy(tr_part.labels)
-
-        def batch_loss(idx):
-            return distillation_loss(model, project, xt[idx], yt[idx], t_logits[idx], t_emb[idx], d)
-
-        fit(model, len(yt), batch_loss, None, settings, extra_parameters=list(project.parameters()), progress=False)
+        batch_loss = distillation_batches(model, project, x_train, tr_part.labels, t_logits, t_emb, d, settings)
+        fit(model, len(tr_part), batch_loss, None, settings, extra_parameters=list(project.parameters()),
+            progress=False)
     else:
         train_classifier(model, x_train, tr_part.labels, x_train[:0], empty, settings, progress=False)
     result = {"id": job["id"], "params_budget": job["params"], "fraction": job["fraction"], "seed": job["seed"],

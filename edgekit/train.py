@@ -1,9 +1,18 @@
-"""Supervised training of a student on labelled windows, with early stopping on validation loss."""
+"""Supervised training of a student on labelled windows.
+
+The recipe (`TrainSettings`, shared by train, distill, sweep and quantize): AdamW with a short linear warm-up and a
+cosine decay to zero over a fixed number of optimiser steps, label smoothing, and augmentation of every batch
+(edgekit.augment). Small datasets get many epochs and large ones few, for the same steps. No early stopping by
+default: on tens of validation windows the stopping epoch is mostly noise (measured in
+benchmarks/results/training_recipe.md). The validation windows instead measure the recipe, and `train_student`
+then refits on training and validation windows together, so a small dataset loses none of its labels.
+"""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import math
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -15,15 +24,8 @@ from tqdm.auto import tqdm
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.preprocess import Preprocessing
 
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 300
-    patience: int = 40
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 16
-    seed: int = 0
+from .augment import Augment
+from .train_settings import TrainSettings
 
 
 Inputs = "np.ndarray | tuple[torch.Tensor, ...]"
@@ -48,70 +50,116 @@ def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict:
             "macro_f1": float(f1_score(y_true, pred, average="macro", zero_division=0))}
 
 
+def _schedule(warmup_steps: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))))
+    return factor
+
+
 def fit(model: nn.Module, n_train: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
         val_metrics: Callable[[], tuple[float, float]] | None, settings: TrainSettings,
-        extra_parameters: list[nn.Parameter] = (), progress: bool = True) -> dict:
+        extra_parameters: list[nn.Parameter] = (), progress: bool = True, desc: str = "train") -> dict:
     """The training loop shared by supervised training and distillation.
 
     Each epoch visits the `n_train` training windows in a seeded random order, in batches whose loss
-    `batch_loss(indices)` computes. After each epoch `val_metrics()` gives (validation loss, accuracy); the model
-    ends with the weights of the epoch with the lowest validation loss, and training stops after `patience`
-    epochs without improvement. Without validation (None) all epochs run and the last weights are kept.
-    Trains the model's parameters with requires_grad plus `extra_parameters` (e.g. a projection head).
+    `batch_loss(indices)` computes; the learning rate follows the warm-up and cosine schedule per step.
+    `val_metrics()` gives (validation loss, accuracy). With `settings.patience` the model ends with the weights
+    of the epoch with the lowest validation loss and stops after `patience` epochs without improvement;
+    otherwise every epoch runs, the last weights are kept and validation is measured a few times for the
+    progress bar and once at the end. Trains the model's parameters with requires_grad plus `extra_parameters`.
     """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
+    epochs, batches = settings.epochs_for(n_train), settings.batches(n_train)
     params = [p for p in model.parameters() if p.requires_grad] + list(extra_parameters)
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.epochs)
-    best_loss, best_state, best_epoch, waited = float("inf"), None, 0, 0
-    bar = tqdm(range(settings.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+    total = epochs * batches
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(int(settings.warmup * total), total))
+    early = settings.patience is not None and val_metrics is not None
+    best_loss, best_acc, best_state, best_epoch, waited = float("inf"), None, None, 0, 0
+    val_loss = val_acc = None
+    report_every = max(1, epochs // 10)
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
         order = torch.from_numpy(rng.permutation(n_train))
-        total = 0.0
-        for i in range(0, n_train, settings.batch_size):
-            idx = order[i : i + settings.batch_size]
-            if len(idx) < 2:  # a batch of one window says little and upsets batch statistics
-                continue
+        total_loss = 0.0
+        for i in range(batches):
+            idx = order[i * settings.batch_size : (i + 1) * settings.batch_size]
             opt.zero_grad()
             loss = batch_loss(idx)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
-        sched.step()
-        if val_metrics is None:
+            sched.step()
+            total_loss += loss.item() * len(idx)
+        last = epoch == epochs - 1
+        if val_metrics is None or not (early or last or epoch % report_every == 0):
+            bar.set_postfix(loss=f"{total_loss / n_train:.3f}")
             continue
         val_loss, val_acc = val_metrics()
-        bar.set_postfix(loss=f"{total / n_train:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.2f}")
+        bar.set_postfix(loss=f"{total_loss / n_train:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.2f}")
+        if not early:
+            continue
         if val_loss < best_loss - 1e-4:
-            best_loss, best_state, best_epoch, waited = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
+            best_loss, best_acc, best_state, best_epoch = val_loss, val_acc, copy.deepcopy(model.state_dict()), epoch
+            waited = 0
         else:
             waited += 1
             if waited >= settings.patience:
                 break
     bar.close()
+    history = {"epochs_run": epoch + 1, "steps": (epoch + 1) * batches}
     if best_state is not None:
         model.load_state_dict(best_state)
+        history.update(best_epoch=best_epoch + 1, val_loss=best_loss, val_accuracy=best_acc)
+    elif val_loss is not None:
+        history.update(val_loss=val_loss, val_accuracy=val_acc)
     model.eval()
-    return {"epochs_run": epoch + 1, "best_epoch": best_epoch + 1,
-            "best_val_loss": None if best_state is None else best_loss}
+    return history
 
 
 def train_classifier(model: nn.Module, x_train: Inputs, y_train: np.ndarray, x_val: Inputs,
-                     y_val: np.ndarray, settings: TrainSettings = TrainSettings(), progress: bool = True) -> dict:
-    """Supervised training with cross-entropy and early stopping on validation loss (see `fit`)."""
-    loss_fn = nn.CrossEntropyLoss()
+                     y_val: np.ndarray, settings: TrainSettings = TrainSettings(), progress: bool = True,
+                     desc: str = "train") -> dict:
+    """Supervised training with label-smoothed cross-entropy (see `fit`); a student's windows (one array) are
+    augmented per batch, a teacher's tuple inputs are not."""
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     xt, yt = _as_tensors(x_train), torch.from_numpy(y_train)
+    augment = Augment() if settings.augment and isinstance(x_train, np.ndarray) else None
 
     def batch_loss(idx):
-        return loss_fn(model(*(t[idx] for t in xt)), yt[idx])
+        inputs = tuple(t[idx] for t in xt)
+        if augment is not None:
+            inputs = (augment(inputs[0]),)
+        return loss_fn(model(*inputs), yt[idx])
 
     def val_metrics():
         logits = predict_logits(model, x_val)
-        return float(loss_fn(torch.from_numpy(logits), torch.from_numpy(y_val))), float((logits.argmax(1) == y_val).mean())
+        return float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val))), \
+            float((logits.argmax(1) == y_val).mean())
 
-    return fit(model, len(yt), batch_loss, val_metrics if len(y_val) else None, settings, progress=progress)
+    return fit(model, len(yt), batch_loss, val_metrics if len(y_val) else None, settings, progress=progress,
+               desc=desc)
+
+
+def train_and_refit(make_model: Callable[[], nn.Module], x_train: np.ndarray, y_train: np.ndarray,
+                    x_val: np.ndarray, y_val: np.ndarray, settings: TrainSettings,
+                    progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train on the training windows and measure on the validation windows; then, with `settings.refit` and
+    validation windows to add, train a fresh model (same seed, same number of epochs) on both
+    and return it. The history keeps the first run's validation figures: they are the held-out estimate."""
+    model = make_model()
+    history = train_classifier(model, x_train, y_train, x_val, y_val, settings, progress=progress)
+    if not (settings.refit and len(y_val)):
+        return model, {**history, "refit": False}
+    refit = make_model()
+    epochs = settings.epochs_for(len(y_train))
+    second = train_classifier(refit, np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]),
+                              x_val[:0], y_val[:0], replace(settings, epochs=epochs, patience=None),
+                              progress=progress, desc="refit")
+    return refit, {**history, "refit": True, "refit_epochs": second["epochs_run"]}
 
 
 def resolve_split(ds, method: str | None, test_groups: list[str] | None) -> tuple[str, list[str] | None]:
@@ -165,40 +213,48 @@ def fit_preprocessing(train, normalize: str, stride: int, signal: dict | None = 
                          **steps)
 
 
-def student_config(ds, params: str = "10k", width: int | None = None):
-    """The student for a dataset: `width` when given, else the widest that fits the `params` budget."""
+def student_config(ds, params: str = "10k", width: int | None = None, **options):
+    """The student for a dataset: `width` when given, else the widest that fits the `params` budget. `options`
+    set other MSACNNConfig fields (e.g. batch_norm=False)."""
     from .models.msa_cnn import MSACNNConfig, config_for_budget, parse_budget
 
     try:
         if width is not None:
-            return MSACNNConfig.build(ds.n_channels, len(ds.class_names), ds.length, width=width)
-        return config_for_budget(ds.n_channels, len(ds.class_names), ds.length, parse_budget(params))
+            return MSACNNConfig.build(ds.n_channels, len(ds.class_names), ds.length, width=width, **options)
+        return config_for_budget(ds.n_channels, len(ds.class_names), ds.length, parse_budget(params), **options)
     except ValueError as e:
         raise UserError(f"cannot build the student: {e}") from None
 
 
 def train_student(spec: dict, out: str, split_method: str | None = None, test_groups: list[str] | None = None,
-                  val: float = 0.2, test: float = 0.2, seed: int = 0, epochs: int = 300, patience: int = 40,
-                  lr: float = 3e-3, batch_size: int = 16, params: str = "10k", width: int | None = None,
-                  normalize: str = "stored", signal: dict | None = None, overwrite: bool = False,
-                  progress: bool = True) -> dict:
-    """Load data, train an MSA-CNN on its labels, evaluate on the test split, save a checkpoint; return a summary.
+                  val: float = 0.2, test: float = 0.2, params: str = "10k", width: int | None = None,
+                  normalize: str = "stored", signal: dict | None = None, settings: TrainSettings = TrainSettings(),
+                  model_options: dict | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Load data, train an MSA-CNN on its labels (the recipe of `settings`, refitting on training + validation
+    windows), evaluate on the test split, save a checkpoint; return a summary.
 
-    `signal`: filter/detrend/resampling options (edgekit.filters.SIGNAL_OPTIONS)."""
+    `signal`: filter/detrend/resampling options (edgekit.filters.SIGNAL_OPTIONS); `model_options`: MSACNNConfig
+    fields to set (benchmarks/training_recipe.py)."""
+    import time
+
     from .checkpoint import Checkpoint, save_checkpoint
     from .models import MSACNN, count_macs, count_parameters
 
-    ds, spec, tr, va, te = labelled_splits(spec, split_method, test_groups, val, test, seed)
+    started = time.perf_counter()
+    ds, spec, tr, va, te = labelled_splits(spec, split_method, test_groups, val, test, settings.seed)
     pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length, signal)
     x = {k: pre.prepare_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
 
-    torch.manual_seed(seed)
-    cfg = student_config(ds, params, width)
-    model = MSACNN(cfg)
-    settings = TrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, seed=seed)
-    history = train_classifier(model, x["train"], tr.labels, x["val"], va.labels, settings, progress=progress)
+    cfg = student_config(ds, params, width, **(model_options or {}))
+
+    def make_model():
+        torch.manual_seed(settings.seed)
+        return MSACNN(cfg)
+
+    model, history = train_and_refit(make_model, x["train"], tr.labels, x["val"], va.labels, settings, progress)
     test_metrics = classification_metrics(te.labels, predict_logits(model, x["test"]))
-    metrics = {**history, "test_accuracy": test_metrics["accuracy"], "test_macro_f1": test_metrics["macro_f1"]}
+    metrics = {**history, "test_accuracy": test_metrics["accuracy"], "test_macro_f1": test_metrics["macro_f1"],
+               "train_seconds": round(time.perf_counter() - started, 1)}
     save_checkpoint(out, Checkpoint(model, pre, ds.class_names, spec, metrics), overwrite=overwrite)
     return {"dataset": ds.name, "windows": {"train": len(tr), "val": len(va), "test": len(te)},
             "parameters": count_parameters(model), "macs": count_macs(model), "model": cfg.to_dict(), "metrics": metrics,

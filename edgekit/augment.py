@@ -1,0 +1,32 @@
+"""Label-preserving augmentation of normalised sensor windows `[B, C, T]`, applied per training batch.
+
+Each window gets its own draw of: a gain per channel (log-normal, sd `scale`: sensor gain and mounting vary),
+additive Gaussian noise (sd `jitter`, in units of the normalised signal) and a time shift of up to `shift` of
+the window, filled by repeating the edge sample (where in the window an event falls is rarely the label).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Augment:
+    scale: float = 0.1
+    jitter: float = 0.03
+    shift: float = 0.1
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t = x.shape
+        if self.scale:
+            x = x * torch.exp(torch.randn(b, c, 1) * self.scale)
+        if self.jitter:
+            x = x + torch.randn_like(x) * self.jitter
+        steps = int(self.shift * t)
+        if steps:
+            offset = torch.randint(-steps, steps + 1, (b, 1))
+            index = (torch.arange(t)[None, :] - offset).clamp(0, t - 1)
+            x = torch.gather(x, 2, index[:, None, :].expand(b, c, t))
+        return x
