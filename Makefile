@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml exporters/pyproject.toml runtime/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e "runtime[dev]" -e "exporters[dev]" -e ".[dev]"
+	$(BIN)/pip install --quiet -e "runtime[dev]" -e "exporters[dev]" -e ".[dev,bench]"
 	touch $(STAMP)
 
 # The recipe end to end (pretrain, finetune, student-size sweep, distil, export, bundle, bench), the bundle run on

@@ -72,6 +72,28 @@ def load_japanese_vowels() -> WindowSet:
     return WindowSet(values, labels, channels, classes, 156.25, mask=mask, groups=groups, name="JapaneseVowels")
 
 
+def load_plaid() -> WindowSet:
+    """PLAID (UCR version, as sktime ships it): one current waveform per appliance measurement, 11 appliance types,
+    100-1344 samples at 30 kHz. Like JapaneseVowels, cases are padded at the end by repeating the last sample,
+    with a mask. sktime only carries the files (the `bench` extra); they are read with aeon's .ts reader."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sktime")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("PLAID ships with sktime: pip install 'edgekit[bench]' (or sktime) to use it")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "PLAID"
+    split = {}
+    for name in ("train", "test"):
+        x, y = _aeon().load_from_ts_file(str(folder / f"PLAID_{name.upper()}.ts"))
+        split[name] = ([np.asarray(s, np.float32) for s in x], y)
+    series = split["train"][0] + split["test"][0]
+    values, mask = _pad_to(series, max(s.shape[1] for s in series))
+    labels, classes = _encode(split["train"][1], split["test"][1])
+    groups = np.array(["train"] * len(split["train"][0]) + ["test"] * len(split["test"][0]))
+    return WindowSet(values, labels, ("current",), classes, 30_000.0, mask=mask, groups=groups, name="PLAID")
+
+
 DAPHNET_CHANNELS = tuple(f"{part}_{axis}" for part in ("ankle", "leg", "trunk")
                          for axis in ("horiz_fwd", "vert", "horiz_lateral"))
 DAPHNET_RATE = 64.0  # the recording's timestamps advance by 15.625 ms
@@ -119,6 +141,8 @@ BUNDLED: dict[str, Bundled] = {
     "GunPoint": Bundled(
         lambda: _ucr("GunPoint", "load_gunpoint", ("hand_x",), 30.0),
         "hand x-position from video, gun-draw vs point, 30 Hz"),
+    "PLAID": Bundled(load_plaid, "appliance current waveforms, 11 appliance types, 100-1344 samples at 30 kHz "
+                                 "(padded; needs the bench extra)"),
     "Daphnet": Bundled(load_daphnet, "S06R02E0 recording: 9-channel gait accelerometer, 64 Hz, windowed",
                        windowed=True),
 }
