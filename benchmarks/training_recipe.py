@@ -17,7 +17,6 @@ window after another, `--window L --label-column label --split group --test-grou
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -38,35 +37,15 @@ VARIANTS = {
 }
 
 
-def ucr_csv(name: str, folder: Path) -> int:
-    """Write an aeon UCR dataset as a user's files (train.csv, test.csv); return the window length."""
-    import warnings
-
-    import aeon.datasets
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for split in ("train", "test"):
-            x, y = aeon.datasets.load_classification(name, split=split,
-                                                     extract_path=os.path.dirname(aeon.datasets.__file__) + "/data")
-            n, c, t = x.shape
-            rows = x.transpose(0, 2, 1).reshape(-1, c)
-            with open(folder / f"{split}.csv", "w") as f:
-                f.write("time," + ",".join(f"ch{i}" for i in range(c)) + ",label\n")
-                for i, (row, label) in enumerate(zip(rows, np.repeat(np.asarray(y).astype(str), t))):
-                    f.write(f"{i},{','.join(f'{v:.7g}' for v in row)},{label}\n")
-    return t
-
-
 def spec_of(name: str, work: Path) -> tuple[dict, dict]:
     """(data spec, split options) as a user gives them on the command line."""
     from edgekit.cli import _data_spec
     from edgekit.data import BUNDLED
+    from edgekit.data.ucr_csv import write_ucr_csv
 
     if name in BUNDLED:
         return _data_spec(name, None, None, None, None, None, None), {}
-    window = ucr_csv(name, work / name)
+    window = write_ucr_csv(name, work / name)
     return (_data_spec(str(work / name), window, None, None, "label", None, None),
             {"split_method": "group", "test_groups": ["test.csv"]})
 

@@ -59,7 +59,7 @@ def _sections() -> dict[str, dict[str, Key]]:
 
 # optional: without a [sweep] table the pipeline skips the sweep stage
 SWEEP_KEYS = {"params": Key((list, str), ["1k", "3k", "10k", "30k"]), "fractions": Key((list, float), [1.0]),
-              "seeds": Key(int, 2), "epochs": Key(int, 40), "jobs": Key(int, 1), "target": Key(float, 0.02)}
+              "seeds": Key(int, 2), "epochs": Key(int), "jobs": Key(int, 1), "target": Key(float, 0.02)}
 EXPORT_KEYS = {"format": Key(str, "onnx", ("onnx", "tflite")), "precision": Key(str, "fp32", ("fp32", "fp16", "int8")),
                "calibration_size": Key(int, 256)}
 TOP_KEYS = {"name": Key(str)}
@@ -188,7 +188,7 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         if not all(0 < f <= 1 for f in sw["fractions"]):
             raise UserError(f"{where}: sweep.fractions must be in (0, 1]")
         for k in ("seeds", "epochs", "jobs"):
-            if sw[k] < 1:
+            if sw[k] is not None and sw[k] < 1:
                 raise UserError(f"{where}: sweep.{k} must be at least 1, got {sw[k]}")
     if values["student"]["width"] is None and values["student"]["params"] != "auto":
         from .models.msa_cnn import parse_budget

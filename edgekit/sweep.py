@@ -31,7 +31,7 @@ RESULT = "result.json"
 
 @dataclass(frozen=True)
 class SweepSettings:
-    epochs: int = 60
+    epochs: int | None = None  # None: the training recipe's step budget (edgekit.train_settings)
     lr: float = 3e-3
     batch_size: int = 16
     target: float = 0.02  # recommended student: predicted ID error at most reference + target
@@ -86,7 +86,7 @@ def train_point(job: dict) -> dict:
     cfg = student_config(ds, job["params"])
     model = MSACNN(cfg)
     s = SweepSettings(**job["settings"])
-    settings = TrainSettings(epochs=s.epochs, patience=s.epochs, lr=s.lr, batch_size=s.batch_size, seed=job["seed"])
+    settings = TrainSettings(epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, seed=job["seed"])
     empty = np.empty(0, np.int64)
     if job["teacher"]:
         d = DistillSettings(**job["distill"])
@@ -368,7 +368,8 @@ def _floats(value: str) -> list[float]:
 @click.option("--fractions", default="1", show_default=True,
               help="Comma-separated shares of the labelled training windows (for the fit in data).")
 @click.option("--seeds", default=3, show_default=True, help="Seeds per grid point (the fits' intervals come from them).")
-@click.option("--epochs", default=60, show_default=True, help="Fixed training epochs per student.")
+@click.option("--epochs", type=int, help="Fixed training epochs per student [default: the training recipe's "
+                                          "step budget, as edgekit train uses].")
 @click.option("--lr", default=3e-3, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--target", default=0.02, show_default=True,

@@ -70,6 +70,8 @@ def fit(model: nn.Module, n_train: int, batch_loss: Callable[[torch.Tensor], tor
     otherwise every epoch runs, the last weights are kept and validation is measured a few times for the
     progress bar and once at the end. Trains the model's parameters with requires_grad plus `extra_parameters`.
     """
+    if n_train < 2:
+        raise UserError(f"{n_train} training window(s): training needs at least two")
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     epochs, batches = settings.epochs_for(n_train), settings.batches(n_train)

@@ -27,6 +27,17 @@ def test_bundled_shapes_and_classes(name):
     assert set(ds.groups) == {"train", "test"}
 
 
+def test_plaid_unequal_lengths_are_masked_edge_padding():
+    pytest.importorskip("sktime")  # carries the files (the bench extra)
+    ds = load_dataset("PLAID")
+    assert ds.values.shape == (1074, 1, 1344) and len(ds.class_names) == 11
+    assert list(np.unique(ds.groups, return_counts=True)[1]) == [537, 537]  # test, train
+    lengths = ds.mask.sum(axis=1)
+    assert lengths.min() == 100 and lengths.max() == 1344
+    i = int(np.argmin(lengths))
+    assert (ds.values[i, 0, 100:] == ds.values[i, 0, 99]).all()
+
+
 def test_bundled_names_are_case_insensitive_and_unknown_names_fail():
     assert load_dataset("basicmotions").name == "BasicMotions"
     with pytest.raises(UserError, match="unknown dataset 'NoSuchSet'"):

@@ -76,6 +76,20 @@ def test_onnx_int8_is_smaller_and_uses_integer_kernels(basic_motions_run, export
     assert fp32["ops"]["Conv"] >= 2 and not any(op.startswith("QLinear") for op in fp32["ops"])
 
 
+def test_onnx_int8_weights_use_seven_bits(exports):
+    # u8 activations × s8 weights are summed in pairs in saturating int16 by onnxruntime's x86 AVX2 kernels:
+    # with |w| <= 64 no pair can saturate (2 · 255 · 64 < 32767), so the file computes the same on any CPU.
+    import onnx
+    from onnx import numpy_helper
+
+    out, manifest = exports["onnx", "int8"]
+    model = onnx.load(str(out / manifest["model"]["file"]))
+    weights = {n.input[3] for n in model.graph.node if n.op_type == "QLinearConv"}
+    values = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name in weights]
+    assert len(values) == len(weights) >= 2
+    assert all(v.dtype == np.int8 and np.abs(v.astype(int)).max() <= 64 for v in values)
+
+
 def test_int8_outside_tolerance_is_refused_and_writes_nothing(basic_motions_run, tmp_path):
     with pytest.raises(ExportMismatch, match="max abs diff"):
         export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "m"), "onnx", "int8",

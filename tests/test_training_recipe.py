@@ -97,3 +97,28 @@ def test_train_cli_refuses_bad_recipe_options_in_one_line(tmp_path):
     r = CliRunner().invoke(main, ["train", "BasicMotions", "--steps", "0", "--out", str(tmp_path / "c")])
     assert r.exit_code != 0 and "steps and epochs must be at least 1" in r.output
     assert "Traceback" not in r.output and not (tmp_path / "c").exists()
+
+
+def test_a_class_with_one_window_trains_it_without_validating_it(tmp_path):
+    # documented fallback: stratified validation never takes the only window of a class, so it stays in training
+    rows = ["time,a,b,label"]
+    rng = np.random.default_rng(0)
+    labels = ["x"] * 6 + ["y"] * 6 + ["z"]
+    for i, label in enumerate(labels):
+        for j in range(16):
+            rows.append(f"{16 * i + j},{rng.normal():.4f},{rng.normal() + (label == 'y'):.4f},{label}")
+    (tmp_path / "rec.csv").write_text("\n".join(rows) + "\n")
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "rec.csv"), "--window", "16", "--label-column", "label",
+                                  "--test", "0.3", "--steps", "20", "--quiet", "--out", str(tmp_path / "c"),
+                                  "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["windows"]["train"] + s["windows"]["val"] + s["windows"]["test"] == 13
+    assert s["metrics"]["refit"] is True
+
+
+def test_fewer_than_two_training_windows_is_a_clear_error():
+    x = np.zeros((1, 2, 64), np.float32)
+    with pytest.raises(UserError, match="at least two"):
+        train_classifier(MSACNN(MSACNNConfig.build(2, 2, 64, width=1)), x, np.array([0]), x[:0],
+                         np.zeros(0, np.int64), TrainSettings(steps=5), progress=False)
