@@ -173,7 +173,8 @@ def recipe_options(f):
               help="After measuring on the validation windows, train again on training + validation windows.")
 @click.option("--params", default="10k", show_default=True,
               help="Parameter budget: the widest MSA-CNN that fits (e.g. 3k, 10k, 30k).")
-@click.option("--width", type=int, help="Set the MSA-CNN width directly instead of --params (4: the paper's small).")
+@click.option("--width", type=float, help="Set the MSA-CNN width directly instead of --params (4: the paper's "
+                                         "small; quarter steps).")
 @click.option("--normalize", type=click.Choice(["stored", "window"]), default="stored", show_default=True,
               help="Per-channel normalisation with training statistics, or per window.")
 @signal_options
@@ -324,7 +325,7 @@ def quantize(checkpoint, fmt, out, qat, epochs, lr, save_checkpoint, **options):
                                                  "the teacher's soft labels; repeatable.")
 @click.option("--window", type=int, help="Window length for --unlabeled recordings (default: the teacher's).")
 @click.option("--params", default="10k", show_default=True, help="Student parameter budget (e.g. 3k, 10k, 30k).")
-@click.option("--width", type=int, help="Set the student width directly instead of --params.")
+@click.option("--width", type=float, help="Set the student width directly instead of --params.")
 @click.option("--ce-weight", default=1.0, show_default=True, help="Weight of cross-entropy on labels.")
 @click.option("--kd-weight", default=1.0, show_default=True, help="Weight of T²·KL to the teacher's soft labels.")
 @click.option("--feature-weight", default=0.5, show_default=True, help="Weight of matching the teacher's embedding.")

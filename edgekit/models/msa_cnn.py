@@ -19,8 +19,9 @@ a Conv2d with a 1×k kernel, which converts to a plain CONV_2D in TFLite (it has
                        nn.MultiheadAttention exports wrongly to TFLite.
   classifier           mean over time, then a linear layer (logits; softmax is applied by the runtime).
 
-One size knob, `width` w, sets every layer: 2w filters per scale share (8w in all), 4w scale-integration
-filters, 8w spatial features, embedding 4w. The paper's "small" configuration is w = 4 (~10k parameters).
+One size knob, `width` w, sets every layer: 8w branch filters shared by the scales, 4w scale-integration
+filters, 8w spatial features, embedding 4w (rounded; w moves in quarter steps so that a parameter budget is
+used up to a few percent). The paper's "small" configuration is w = 4 (~10k parameters).
 
 Options from the paper: `input_scaling` adds its learned per-channel gain and bias (2C parameters; edgekit
 already normalises channels in preprocessing, so it is off by default); for univariate input the spatial
@@ -61,7 +62,7 @@ class MSACNNConfig:
     n_channels: int
     n_classes: int
     length: int
-    width: int = 4
+    width: float = 4
     scales: int = 4
     kernel: int = 15
     scale_kernel: int = 5
@@ -73,12 +74,11 @@ class MSACNNConfig:
     univariate_kernel: int = 1
 
     def __post_init__(self):
-        if min(self.width, self.scales, self.scale_kernel, self.kernel, self.univariate_kernel) < 1:
-            raise ValueError("width, scales, kernel, scale_kernel and univariate_kernel must be positive")
+        if self.width < 0.25 or min(self.scales, self.scale_kernel, self.kernel, self.univariate_kernel) < 1:
+            raise ValueError("width must be at least 0.25; scales, kernel, scale_kernel and univariate_kernel "
+                             "positive")
         if self.kernel % 2 == 0 or self.univariate_kernel % 2 == 0:
             raise ValueError("kernel and univariate_kernel must be odd, so that a window keeps its length")
-        if self.embed % self.heads:
-            raise ValueError(f"embedding {self.embed} is not divisible by {self.heads} heads")
         if self.tokens < 1:
             raise ValueError(f"window length {self.length} is too short for {self.scales} scales and a "
                              f"scale kernel of {self.scale_kernel}")
@@ -91,12 +91,16 @@ class MSACNNConfig:
     def tokens(self) -> int:
         return self.length // self.pool // self.scale_kernel
 
+    def channels(self, multiple: int) -> int:
+        """`multiple` × width channels, rounded half up, at least one."""
+        return max(1, int(multiple * self.width + 0.5))
+
     @property
     def embed(self) -> int:
-        return 4 * self.width
+        return self.heads * max(1, int(4 * self.width / self.heads + 0.5))  # divisible by the heads
 
     def filters_per_scale(self) -> list[int]:
-        total = 8 * self.width
+        total = max(self.scales, self.channels(8))  # every scale keeps a filter
         return [total // self.scales + (i < total % self.scales) for i in range(self.scales)]
 
     @classmethod
@@ -178,7 +182,8 @@ class MSACNN(nn.Module):
     def __init__(self, cfg: MSACNNConfig):
         super().__init__()
         self.cfg = cfg
-        k, w = cfg.kernel, cfg.width
+        k = cfg.kernel
+        branch, integrated, spatial = sum(cfg.filters_per_scale()), cfg.channels(4), cfg.channels(8)
 
         def norm(n):
             return nn.BatchNorm2d(n) if cfg.batch_norm else nn.Identity()
@@ -196,14 +201,14 @@ class MSACNN(nn.Module):
             for i, n in enumerate(cfg.filters_per_scale())
         )
         self.integrate = nn.Sequential(
-            nn.Conv2d(8 * w, 4 * w, (1, cfg.scale_kernel), stride=(1, cfg.scale_kernel), bias=not cfg.batch_norm),
-            norm(4 * w), nn.ReLU(),
+            nn.Conv2d(branch, integrated, (1, cfg.scale_kernel), stride=(1, cfg.scale_kernel), bias=not cfg.batch_norm),
+            norm(integrated), nn.ReLU(),
             nn.Dropout(cfg.dropout))
         # multivariate: one global C×1 convolution mixes the channels; univariate: a temporal 1×u convolution
         sk = (cfg.n_channels, 1) if cfg.n_channels > 1 else (1, cfg.univariate_kernel)
-        self.spatial = nn.Sequential(nn.Conv2d(4 * w, 8 * w, sk, padding=(0, sk[1] // 2), bias=not cfg.batch_norm),
-                                     norm(8 * w), nn.ReLU())
-        self.embedding = nn.Linear(8 * w, cfg.embed)
+        self.spatial = nn.Sequential(nn.Conv2d(integrated, spatial, sk, padding=(0, sk[1] // 2), bias=not cfg.batch_norm),
+                                     norm(spatial), nn.ReLU())
+        self.embedding = nn.Linear(spatial, cfg.embed)
         self.register_buffer("positions", sinusoidal_positions(cfg.tokens, cfg.embed), persistent=False)
         self.encoder = nn.Sequential(*(EncoderLayer(cfg.embed, cfg.heads, cfg.dropout) for _ in range(cfg.layers)))
         self.classifier = nn.Linear(cfg.embed, cfg.n_classes)
@@ -244,19 +249,18 @@ def parse_budget(text: str) -> int:
 
 
 def config_for_budget(n_channels: int, n_classes: int, length: int, budget: int, **overrides) -> MSACNNConfig:
-    """The widest configuration whose parameter count fits `budget`."""
+    """The widest configuration (width in quarter steps) whose parameter count fits `budget`."""
     def size(width):
         cfg = MSACNNConfig.build(n_channels, n_classes, length, width=width, **overrides)
         return cfg, count_parameters(MSACNN(cfg))
 
-    smallest_cfg, smallest = size(1)
+    best, smallest = size(0.25)
     if smallest > budget:
         raise UserError(f"a budget of {budget:,} parameters is too small: the smallest MSA-CNN for "
                         f"{n_channels} channels, {n_classes} classes and {length} samples has {smallest:,}")
-    best = smallest_cfg
-    width = 2
+    step = 0.25
     while True:
-        cfg, n = size(width)
+        cfg, n = size(best.width + step)
         if n > budget:
             return best
-        best, width = cfg, width + 1
+        best = cfg
