@@ -105,6 +105,7 @@ def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4
     """
     from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from .data import load_spec
+    from .models.msa_cnn import fold_batch_norm
     from .train import TrainSettings, predict_logits, split_from_spec, train_classifier
 
     if epochs < 1:
@@ -115,7 +116,7 @@ def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4
     tr, va, te = split_from_spec(load_spec(ckpt.data), ckpt.data)
     pre = ckpt.preprocessing
     x = {k: pre.prepare_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
-    model = ckpt.model
+    model = fold_batch_norm(ckpt.model)  # round the weights the file will hold, not the ones before the fold
 
     def accuracy() -> float:
         return float((predict_logits(model, x["test"]).argmax(1) == te.labels).mean())
@@ -125,7 +126,8 @@ def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4
     with simulated_int8(model):
         observe_ranges(model, x["train"])
         simulated_before = accuracy()
-        settings = TrainSettings(epochs=epochs, patience=epochs, lr=lr, batch_size=16, seed=seed)
+        # a fixed schedule, last weights kept: after a refit the validation windows were trained on
+        settings = TrainSettings(epochs=epochs, lr=lr, batch_size=16, seed=seed)
         history = train_classifier(model, x["train"], tr.labels, x["val"], va.labels, settings, progress=progress)
         simulated_after = accuracy()
     after = accuracy()

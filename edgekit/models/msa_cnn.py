@@ -39,7 +39,7 @@ Departures from the paper, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -224,6 +224,27 @@ class MSACNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def fold_batch_norm(model: MSACNN) -> MSACNN:
+    """The same function (in eval mode) without batch normalisation: each norm's running statistics and affine
+    map folded into the weight and a new bias of the convolution before it, as the exporters fold them. QAT
+    starts from this, so that the weights it rounds are the weights the int8 file holds."""
+    if not model.cfg.batch_norm:
+        return model
+    folded = MSACNN(replace(model.cfg, batch_norm=False))
+    state = {k: v for k, v in model.state_dict().items() if k in folded.state_dict()}
+    for name, seq in model.named_modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i, norm in enumerate(seq):
+            if isinstance(norm, nn.BatchNorm2d):
+                conv = f"{name}.{i - 1}"
+                gain = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+                state[f"{conv}.weight"] = seq[i - 1].weight.detach() * gain[:, None, None, None]
+                state[f"{conv}.bias"] = norm.bias.detach() - norm.running_mean * gain
+    folded.load_state_dict(state)
+    return folded.eval()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -2,9 +2,9 @@
 
 The converted graph has a fixed batch of 1 (litert-torch cannot lower a symbolic batch for this model), which is
 how the board runs it: one window per call.
-int8 quantises the float .tflite: Conv2d and Linear get per-channel int8 weights and int8 activations calibrated
-on training windows; the rest stays float (see INT8_OPS). Inputs and outputs are float32, or with `int8_io` int8
-(a DEQUANTIZE/QUANTIZE op at each end, scaled to the calibration windows and their logits; the runtime quantises
+int8 quantises the float .tflite: the multi-channel Conv2d layers get per-channel int8 weights and int8
+activations calibrated on training windows; the rest stays float (see INT8_OPS). Inputs and outputs are float32,
+or with `int8_io` int8 (a DEQUANTIZE/QUANTIZE op at each end, scaled to the calibration windows and their logits; the runtime quantises
 windows with the model's own scale and zero point). Every file gets compact tensor names (tflite_graph).
 """
 
@@ -68,11 +68,13 @@ def to_tflite(model: torch.nn.Module, example: torch.Tensor) -> bytes:
         raise explain_failure(e, model, example, "TFLite") from None
 
 
-# Conv2d (CONV_2D) and Linear (FULLY_CONNECTED) in int8: XNNPACK runs these int8 and the rest of the graph float
-# in one delegate partition. Quantising more (the 1-input-channel branch convolutions, which lower to
-# DEPTHWISE_CONV_2D with a depth multiplier, pooling, concatenation, LayerNorm, softmax) splits the graph into
-# partitions that fall back to LiteRT's slower built-in kernels.
-INT8_OPS = ("CONV_2D", "FULLY_CONNECTED")
+# The multi-channel convolutions (CONV_2D: scale integration and spatial) in int8, as the ONNX export does:
+# XNNPACK runs them int8 and the rest of the graph float in one delegate partition. Quantising more (the
+# 1-input-channel branch convolutions, which lower to DEPTHWISE_CONV_2D with a depth multiplier, pooling,
+# concatenation, LayerNorm, softmax) splits the graph into partitions that fall back to LiteRT's slower built-in
+# kernels; the attention's Linear layers (FULLY_CONNECTED) in int8 refused PTQ on ACSF1 (agreement 0.93), and
+# without them the graph was slightly faster (benchmarks/results/export_formats.md, "Conv only").
+INT8_OPS = ("CONV_2D",)
 
 
 def quantize_tflite(fp32: bytes, calibration: np.ndarray, ops: tuple[str, ...] = INT8_OPS) -> bytes:
