@@ -28,8 +28,9 @@ from .onnx_export import INPUT_NAME, check_onnx, strip_metadata, to_onnx
 from .verify import DEFAULT_TOLERANCES, Tolerance
 
 QUANT_FORMATS = ("qoperator", "qdq")
-# convolutions, except those with one input channel (the multi-scale branches: see the module docstring)
-INT8_OPS = ("Conv",)
+# convolutions (and their ReLUs, fused), except those with one input channel: the multi-scale branches (see the
+# module docstring)
+INT8_OPS = ("Conv", "Relu")
 
 
 def branch_convolutions(model: onnx.ModelProto) -> list[str]:

@@ -4,8 +4,8 @@ The converted graph has a fixed batch of 1 (litert-torch cannot lower a symbolic
 how the board runs it: one window per call.
 int8 quantises the float .tflite: the multi-channel Conv2d layers get per-channel int8 weights and int8
 activations calibrated on training windows; the rest stays float (see INT8_OPS). Inputs and outputs are float32,
-or with `int8_io` int8 (a DEQUANTIZE/QUANTIZE op at each end, scaled to the calibration windows and their logits; the runtime quantises
-windows with the model's own scale and zero point). Every file gets compact tensor names (tflite_graph).
+or with `int8_io` int8 (a DEQUANTIZE/QUANTIZE op at each end, scaled to the calibration windows and their
+logits; the runtime quantises windows with the model's own scale and zero point). Every file gets compact tensor names (tflite_graph).
 """
 
 from __future__ import annotations
