@@ -15,6 +15,7 @@ student's training wall time.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -128,11 +129,17 @@ def main():
     ap.add_argument("--datasets", default=DATASETS)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2, help="Dataset × seed runs in parallel (one thread each).")
+    ap.add_argument("--update", action="store_true", help="Keep the committed rows of the datasets not in --datasets "
+                                                          "(rerun some datasets after a change that only they see).")
     args = ap.parse_args()
-    from results import write
+    from results import RESULTS, write
 
-    jobs = [(name, seed) for name in args.datasets.split(",") for seed in range(args.seeds)]
+    names = args.datasets.split(",")
+    jobs = [(name, seed) for name in names for seed in range(args.seeds)]
     rows = []
+    if args.update and (RESULTS / "accuracy_suite.json").exists():
+        kept = json.loads((RESULTS / "accuracy_suite.json").read_text())["meta"]["per_seed"]
+        rows = [r for r in kept if r["dataset"] not in names]
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, name, seed, tmp) for name, seed in jobs]
         for f in futures:
@@ -143,7 +150,8 @@ def main():
                        "same run (test accuracy, mean ± sd over seeds)", summary,
                        ["dataset", "seeds", "student_fp32", "onnx_int8", "tflite_int8", "minirocket", "gap",
                         "ptq_refused", "parameters", "macs", "student_ms", "int8_ms", "minirocket_ms", "train_s"],
-                       vars(args) | {"per_seed": rows},
+                       vars(args) | {"datasets": ",".join(dict.fromkeys(r["dataset"] for r in rows)),
+                                     "per_seed": rows},
                        notes="Every run uses edgekit's defaults (no tuning flags). gap: student fp32 minus MiniRocket. "
                              "ptq_refused: int8 exports (ONNX + TFLite, all seeds) whose post-training quantisation was "
                              "refused by verification and redone by QAT (a refusal after QAT too is marked in the "

@@ -80,7 +80,7 @@ def train_point(job: dict) -> dict:
 
         pre = load_teacher(job["teacher"]).preprocessing
     else:
-        pre = fit_preprocessing(tr_part, "stored", job["spec"].get("stride") or ds.length)
+        pre = fit_preprocessing(tr_part, "auto", job["spec"].get("stride") or ds.length)
     x_train, x_val, x_test = (pre.prepare_windows(s.values) for s in (tr_part, va, te))
     torch.manual_seed(job["seed"])
     cfg = student_config(ds, job["params"])

@@ -198,13 +198,30 @@ def labelled_splits(spec: dict, split_method: str | None, test_groups: list[str]
     return ds, spec, tr, va, te
 
 
+# "auto" normalises per window when, in some channel, the windows' standard deviations span more than this factor
+# between the 10th and 90th percentile: one global scale would leave the quiet windows as flat lines (PLAID's
+# appliance currents span 1e5; an IMU's still and running windows, BasicMotions, span at most 56).
+SCALE_SPREAD_FOR_WINDOW = 1000.0
+
+
+def resolve_normalize(normalize: str, windows: np.ndarray) -> str:
+    """"stored" or "window" for "auto", from the spread of the per-window scales of `windows` [N, C, T]."""
+    if normalize != "auto":
+        return normalize
+    sd = windows.std(axis=2)
+    spread = np.percentile(sd, 90, axis=0) / np.maximum(np.percentile(sd, 10, axis=0), 1e-12)
+    return "window" if spread.max() > SCALE_SPREAD_FOR_WINDOW else "stored"
+
+
 def fit_preprocessing(train, normalize: str, stride: int, signal: dict | None = None) -> Preprocessing:
     """Per-channel statistics of the training windows (observed samples only, after the signal-level steps of
-    `signal`: see edgekit.filters) and the windowing to use."""
+    `signal`: see edgekit.filters) and the windowing to use. `normalize`: "stored", "window" or "auto"
+    (`resolve_normalize`)."""
     from .filters import signal_steps
 
     steps = signal_steps(signal or {}, train.sampling_rate)
     base = Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, "none", **steps)
+    normalize = resolve_normalize(normalize, base.prepare_windows(train.values))
     mean = std = None
     if normalize == "stored":
         x = base.prepare_windows(train.values).transpose(1, 0, 2).reshape(train.n_channels, -1)
@@ -230,7 +247,7 @@ def student_config(ds, params: str = "10k", width: int | None = None, **options)
 
 def train_student(spec: dict, out: str, split_method: str | None = None, test_groups: list[str] | None = None,
                   val: float = 0.2, test: float = 0.2, params: str = "10k", width: int | None = None,
-                  normalize: str = "stored", signal: dict | None = None, settings: TrainSettings = TrainSettings(),
+                  normalize: str = "auto", signal: dict | None = None, settings: TrainSettings = TrainSettings(),
                   model_options: dict | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Load data, train an MSA-CNN on its labels (the recipe of `settings`, refitting on training + validation
     windows), evaluate on the test split, save a checkpoint; return a summary.

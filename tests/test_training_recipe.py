@@ -122,3 +122,15 @@ def test_fewer_than_two_training_windows_is_a_clear_error():
     with pytest.raises(UserError, match="at least two"):
         train_classifier(MSACNN(MSACNNConfig.build(2, 2, 64, width=1)), x, np.array([0]), x[:0],
                          np.zeros(0, np.int64), TrainSettings(steps=5), progress=False)
+
+
+def test_auto_normalisation_goes_per_window_only_when_window_scales_span_orders_of_magnitude():
+    from edgekit.data import load_dataset
+    from edgekit.train import resolve_normalize
+
+    motions = load_dataset("BasicMotions")  # still vs running: scales differ by up to ~56x, amplitude is a cue
+    assert resolve_normalize("auto", motions.values) == "stored"
+    rng = np.random.default_rng(0)
+    currents = rng.normal(size=(40, 1, 64)) * np.logspace(-3, 2, 40)[:, None, None]  # 5 orders of magnitude
+    assert resolve_normalize("auto", currents.astype(np.float32)) == "window"
+    assert resolve_normalize("stored", currents) == "stored"
