@@ -19,7 +19,7 @@ def edgekit(*args):
 
 # name -> accuracy the default student must reach. MiniRocket on the same split: ArrowHead 0.86,
 # ItalyPowerDemand 0.96; the previous default recipe reached 0.62 and 0.95; chance is 0.33 and 0.50.
-FLOORS = {"ArrowHead": 0.80, "ItalyPowerDemand": 0.94}
+FLOORS = {"ArrowHead": 0.75, "ItalyPowerDemand": 0.93}
 
 
 @pytest.mark.parametrize("name", list(FLOORS))
