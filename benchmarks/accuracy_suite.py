@@ -25,18 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import median_latency_ms  # noqa: E402
 
 DATASETS = "BasicMotions,JapaneseVowels,ACSF1,GunPoint,PLAID"
-
-
-def median_latency_ms(fn, repeats: int = 50) -> float:
-    fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return float(np.median(out) * 1e3)
 
 
 def run_one(name: str, seed: int, work: str) -> dict:

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def median_latency_ms(fn, repeats: int = 50) -> float:
+    """Median wall time of `fn()` in milliseconds over `repeats` calls, after one warm-up call."""
+    import numpy as np
+
+    fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return float(np.median(out) * 1e3)
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
