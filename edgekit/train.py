@@ -150,14 +150,15 @@ def train_and_refit(make_model: Callable[[], nn.Module], x_train: np.ndarray, y_
                     x_val: np.ndarray, y_val: np.ndarray, settings: TrainSettings,
                     progress: bool = True) -> tuple[nn.Module, dict]:
     """Train on the training windows and measure on the validation windows; then, with `settings.refit` and
-    validation windows to add, train a fresh model (same seed, same number of epochs) on both
-    and return it. The history keeps the first run's validation figures: they are the held-out estimate."""
+    validation windows to add, train a fresh model (same seed; the same epochs, or with early stopping the best
+    epoch's count) on both and return it. The history keeps the first run's validation figures: they are the
+    held-out estimate."""
     model = make_model()
     history = train_classifier(model, x_train, y_train, x_val, y_val, settings, progress=progress)
     if not (settings.refit and len(y_val)):
         return model, {**history, "refit": False}
     refit = make_model()
-    epochs = settings.epochs_for(len(y_train))
+    epochs = history.get("best_epoch") or settings.epochs_for(len(y_train))
     second = train_classifier(refit, np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]),
                               x_val[:0], y_val[:0], replace(settings, epochs=epochs, patience=None),
                               progress=progress, desc="refit")
