@@ -157,7 +157,7 @@ def recipe_options(f):
         click.option("--lr", default=d.lr, show_default=True, help="Peak learning rate (warm-up, then cosine decay)."),
         click.option("--batch-size", default=d.batch_size, show_default=True),
         click.option("--label-smoothing", default=d.label_smoothing, show_default=True),
-        click.option("--augment/--no-augment", default=True, show_default=True,
+        click.option("--augment/--no-augment", default=d.augment, show_default=True,
                      help="Random gain, noise and time shift of every training batch."),
     ]
     for opt in reversed(opts):

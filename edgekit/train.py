@@ -222,10 +222,11 @@ def fit_preprocessing(train, normalize: str, stride: int, signal: dict | None = 
 
     steps = signal_steps(signal or {}, train.sampling_rate)
     base = Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, "none", **steps)
-    normalize = resolve_normalize(normalize, base.prepare_windows(train.values))
+    windows = base.prepare_windows(train.values)  # filtered, not yet normalised
+    normalize = resolve_normalize(normalize, windows)
     mean = std = None
     if normalize == "stored":
-        x = base.prepare_windows(train.values).transpose(1, 0, 2).reshape(train.n_channels, -1)
+        x = windows.transpose(1, 0, 2).reshape(train.n_channels, -1)
         if train.mask is not None:
             x = x[:, train.mask.reshape(-1)]
         mean, std = tuple(x.mean(1).astype(float)), tuple(x.std(1).astype(float))
