@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: setup demo test test-slow bench clean browser
+.PHONY: setup demo test test-slow bench clean browser teacher
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ browser:
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# Rebuild the general teacher shipped in edgekit/teacher/general/ (about 35 minutes on 2 CPU cores; a killed run
+# continues where it stopped).
+teacher: setup
+	$(BIN)/edgekit pretrain general --out runs/general-teacher
 
 # Side-by-side measurements of the runtime and the exports (JSON + tables under benchmarks/results/).
 bench: setup

@@ -88,7 +88,7 @@ def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, 
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return z["logits"], z["embeddings"]
-    data = prepare(ds, ckpt.preprocessing)
+    data = prepare(ds, ckpt.preprocessing, ckpt.model.cfg.patch)
     model = ckpt.model.eval()
     logits, emb = [], []
     with torch.no_grad():
@@ -160,13 +160,13 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     metrics = {**history, "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"],
                "distilled_from": str(teacher_dir), "distill": asdict(settings)}
     save_checkpoint(out, Checkpoint(student, pre, ds.class_names, spec, metrics), overwrite=overwrite)
-    t_params = sum(p.numel() for p in teacher.model.parameters())
+    t_params = teacher.model.parameter_count()
     s_params = count_parameters(student)
     return {
         "dataset": ds.name,
         "windows": {"train_labelled": len(tr), "train_unlabelled": len(y_train) - len(tr), "val": len(va),
                     "test": len(te)},
-        "teacher": {"parameters": t_params, "macs": teacher.model.macs(ds.length), "test_accuracy": t_metrics["accuracy"],
+        "teacher": {"parameters": t_params, "macs": teacher.model.macs(ds.n_channels, ds.length), "test_accuracy": t_metrics["accuracy"],
                     "test_macro_f1": t_metrics["macro_f1"]},
         "student": {"parameters": s_params, "macs": count_macs(student), "width": cfg.width,
                     "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"]},

@@ -57,33 +57,38 @@ def _split(recipe: Recipe) -> dict:
 
 
 def _pretrain(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
-    p = recipe["pretrain"]
+    p, t = recipe["pretrain"], recipe["teacher"]
     if p["steps"] == 0:
         return {"teacher": None}
     from .teacher.run import start_or_resume
 
-    t = recipe["teacher"]
     out = work / "teacher"
     split = _split(recipe)
     seed = split.pop("seed")
-    settings = {**{k: p[k] for k in ("steps", "batch_size", "lr", "warmup", "eval_every", "checkpoint_every")},
+    settings = {**{k: p[k] for k in ("steps", "tokens_per_step", "lr", "warmup", "eval_every", "checkpoint_every")},
                 "seed": seed, "mask": {"prob": 0.5, "random": 0.2, "keep": 0.2, "span": 1}}
     resume = (out / "trainer.pt").is_file()
-    summary = start_or_resume(recipe.data_spec(), str(out), {**t, "block": 64, "topk": 4, "time_bias": True},
-                              settings, split, resume=resume, progress=progress)
+    model = {k: t[k] for k in ("size", "attention", "patch")}
+    summary = start_or_resume(recipe.data_spec(), str(out), {**model, "block": 64, "topk": 4, "time_bias": True},
+                              settings, split, resume=resume, start_from=t["pretrained"], progress=progress)
     return {"teacher": "teacher", "resumed": resume, "summary": summary}
 
 
 def _finetune(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
+    from dataclasses import replace
+
     from .teacher.finetune import finetune
+    from .train_settings import FINETUNE
 
     f, t = recipe["finetune"], recipe["teacher"]
     pre = read_record(run / "pretrain")["result"]["teacher"]
+    split = _split(recipe)
+    settings = replace(FINETUNE, **{k: f[k] for k in ("steps", "epochs", "patience", "lr", "batch_size", "augment")},
+                       seed=split.pop("seed"))
     summary = finetune(recipe.data_spec(), str(work / "teacher"),
-                       pretrained=str(run / "pretrain" / pre) if pre else None, size=t["size"],
+                       pretrained=str(run / "pretrain" / pre) if pre else t["pretrained"], size=t["size"],
                        attention=t["attention"], patch=t["patch"], labels_per_class=f["labels_per_class"],
-                       train_encoder=not f["freeze_encoder"], epochs=f["epochs"], patience=f["patience"], lr=f["lr"],
-                       batch_size=f["batch_size"], progress=progress, **_split(recipe))
+                       train_encoder=not f["freeze_encoder"], settings=settings, progress=progress, **split)
     summary["checkpoint"] = "teacher"
     return {"teacher": "teacher", "summary": summary}
 

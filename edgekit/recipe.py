@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit_runtime.errors import UserError
+from .train_settings import FINETUNE
 
 REQUIRED = object()
 
@@ -31,18 +32,23 @@ def _sections() -> dict[str, dict[str, Key]]:
             "split": Key(str, None, ("random", "group")), "test_groups": Key((list, str)), "val": Key(float, 0.2),
             "test": Key(float, 0.2), "seed": Key(int, 0),
         },
+        # pretrained = "general": start from the teacher that ships with edgekit (size, attention and patch are
+        # then its own); otherwise a fresh teacher of `size`
         "teacher": {
+            "pretrained": Key(str, None, ("general",)),
             "size": Key(str, "tiny", ("tiny", "small", "base", "large")),
-            "attention": Key(str, "dense", ("dense", "sparse", "scan")), "patch": Key(int, 1),
+            "attention": Key(str, "dense", ("dense", "sparse", "scan")), "patch": Key(int, 8),
         },
-        # steps = 0: no self-supervised pretraining, the teacher is fine-tuned from scratch
+        # steps = 0: no self-supervised pretraining on this data (the general teacher, or a teacher from scratch,
+        # is fine-tuned directly); steps > 0 with teacher.pretrained continues pretraining it on this data
         "pretrain": {
-            "steps": Key(int, 300), "batch_size": Key(int, 32), "lr": Key(float, 1e-3), "warmup": Key(int, 50),
+            "steps": Key(int, 0), "tokens_per_step": Key(int, 4096), "lr": Key(float, 1e-3), "warmup": Key(int, 50),
             "eval_every": Key(int, 100), "checkpoint_every": Key(int, 100),
         },
         "finetune": {
-            "epochs": Key(int, 60), "patience": Key(int, 15), "lr": Key(float, 5e-4), "batch_size": Key(int, 32),
-            "labels_per_class": Key(int), "freeze_encoder": Key(bool, False),
+            "steps": Key(int, FINETUNE.steps), "epochs": Key(int), "patience": Key(int),
+            "lr": Key(float, FINETUNE.lr), "batch_size": Key(int, FINETUNE.batch_size),
+            "augment": Key(bool, FINETUNE.augment), "labels_per_class": Key(int), "freeze_encoder": Key(bool, False),
         },
         # params = "auto": the size the [sweep] recommends
         "student": {"params": Key(str, "10k"), "width": Key(int)},
@@ -199,8 +205,8 @@ def parse_recipe(text: str, path: Path) -> Recipe:
             raise UserError(f"{where}: student.params: {e}") from None
     if not (0 <= d["val"] < 1 and 0 <= d["test"] < 1 and d["val"] + d["test"] < 1):
         raise UserError(f"{where}: data.val and data.test must be in [0, 1) with val + test < 1")
-    for s, keys in (("pretrain", ("batch_size", "eval_every", "checkpoint_every")),
-                    ("finetune", ("epochs", "batch_size")), ("distill", ("steps", "epochs", "patience", "batch_size")),
+    for s, keys in (("pretrain", ("tokens_per_step", "eval_every", "checkpoint_every")),
+                    ("finetune", ("steps", "epochs", "patience", "batch_size")), ("distill", ("steps", "epochs", "patience", "batch_size")),
                     ("bench", ("windows", "threads")), ("bundle", ("eval_windows",))):
         for k in keys:
             if values[s][k] is not None and values[s][k] < 1:

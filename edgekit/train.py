@@ -125,16 +125,19 @@ def fit(model: nn.Module, n_train: int, batch_loss: Callable[[torch.Tensor], tor
 def train_classifier(model: nn.Module, x_train: Inputs, y_train: np.ndarray, x_val: Inputs,
                      y_val: np.ndarray, settings: TrainSettings = TrainSettings(), progress: bool = True,
                      desc: str = "train") -> dict:
-    """Supervised training with label-smoothed cross-entropy (see `fit`); a student's windows (one array) are
-    augmented per batch, a teacher's tuple inputs are not."""
+    """Supervised training with label-smoothed cross-entropy (see `fit`), every batch augmented: a student's
+    windows (one array) fully, a teacher's values (the first of its tuple inputs) without the time shift, which
+    would have to move its timestamps and observed mask along."""
     loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     xt, yt = _as_tensors(x_train), torch.from_numpy(y_train)
-    augment = Augment() if settings.augment and isinstance(x_train, np.ndarray) else None
+    augment = None
+    if settings.augment:
+        augment = Augment() if isinstance(x_train, np.ndarray) else Augment(shift=0.0)
 
     def batch_loss(idx):
         inputs = tuple(t[idx] for t in xt)
         if augment is not None:
-            inputs = (augment(inputs[0]),)
+            inputs = (augment(inputs[0]), *inputs[1:])
         return loss_fn(model(*inputs), yt[idx])
 
     def val_metrics():

@@ -41,6 +41,11 @@ class TrainSettings:
         return max(1, min(self.max_epochs, math.ceil(self.steps / self.batches(n_train))))
 
 
+# The teacher's fine-tuning (edgekit.teacher.finetune): a smaller learning rate for a pretrained encoder, and fewer
+# steps, since a step of the teacher costs about a hundred of the student's.
+FINETUNE = TrainSettings(steps=300, lr=5e-4, weight_decay=0.05, batch_size=16, refit=False)
+
+
 def recipe_settings(steps: int, epochs: int | None, patience: int | None, lr: float, batch_size: int,
                     label_smoothing: float, augment: bool, seed: int, **extra) -> TrainSettings:
     """TrainSettings from the options `edgekit train`, `edgekit distill` and recipes share."""

@@ -11,11 +11,11 @@ import torch
 
 from edgekit.data import WindowSet, load_dataset, split_dataset
 from edgekit.teacher.attention import TimeBias, dense_attention, scan_attention, sparse_attention
-from edgekit.teacher.data import prepare, time_scales
+from edgekit.teacher.data import prepare
 from edgekit.teacher.loss import masked_reconstruction_loss, uncertainty_weights
 from edgekit.teacher.masking import MaskSettings, make_masks
 from edgekit.teacher.model import Teacher, TeacherConfig
-from edgekit.teacher.pretrain import PretrainSettings, pretrain
+from edgekit.teacher.pretrain import PretrainSettings, pretrain, reconstruction_rmse
 from edgekit.teacher.store import TeacherCheckpoint, load_teacher
 from edgekit.train import fit_preprocessing
 from edgekit_runtime.errors import UserError
@@ -113,37 +113,66 @@ def test_loss_formula_and_padding_never_enters_the_weights():
     assert masked_reconstruction_loss(pred, target, mask, w).item() == pytest.approx(expected, rel=1e-6)
 
 
-def tiny(n_channels, **kw):
-    return Teacher(TeacherConfig.of_size("tiny", n_channels=n_channels, dropout=0.0, **kw)).eval()
+def tiny(**kw):
+    return Teacher(TeacherConfig.of_size("tiny", dropout=0.0, **kw)).eval()
 
 
 def test_mask_token_hides_the_masked_value_and_embeddings_are_shift_invariant():
     torch.manual_seed(0)
-    model = tiny(2)
+    model = tiny(patch=2)
     # irregular steps on a 1/16 s grid, so a shift of 128 s is exact in float32
-    values, times = torch.randn(1, 2, 20), torch.cumsum(torch.randint(1, 8, (1, 20)).float() / 16, 1)
-    observed = torch.ones(1, 20, dtype=torch.bool)
-    tokens, t, obs = model.tokenize(values, times, observed)
-    masked = torch.zeros(1, 20, dtype=torch.bool)
+    values, times = torch.randn(1, 2, 40), torch.cumsum(torch.randint(1, 8, (1, 40)).float() / 16, 1)
+    observed = torch.ones(1, 40, dtype=torch.bool)
+    tok = model.tokenize(values, times, observed)
+    assert tok.values.shape == (2, 20, 2)  # channel-independent: one sequence per channel
+    masked = torch.zeros(2, 20, dtype=torch.bool)
     masked[0, 7] = True
-    changed = tokens.clone()
-    changed[0, 7] += 5.0
+    changed = tok._replace(values=tok.values.clone())
+    changed.values[0, 7] += 5.0
     with torch.no_grad():
-        a = model(tokens, t, obs, masked)[0]
-        b = model(changed, t, obs, masked)[0]
-        c = model(changed, t, obs)[0]
+        a = model(tok, masked)[0]
+        b = model(changed, masked)[0]
+        c = model(changed)[0]
         np.testing.assert_allclose(a, b, atol=1e-6)
         assert (a - c).abs().max() > 1e-3
         np.testing.assert_allclose(model.embed(values, times + 128.0, observed), model.embed(values, times, observed),
                                    atol=1e-4)
 
 
+def test_one_encoder_serves_any_channel_count_and_keeps_the_amplitude():
+    torch.manual_seed(0)
+    model = tiny()
+    x = torch.randn(2, 3, 64)
+    t, o = torch.arange(64.0).expand(2, 64), torch.ones(2, 64, dtype=torch.bool)
+    with torch.no_grad():
+        emb = model.embed(x, t, o)
+        assert emb.shape == (2, 3 * 32)
+        # a channel's embedding does not depend on the other channels
+        np.testing.assert_allclose(model.embed(x[:, 1:2], t, o), emb[:, 32:64], atol=1e-5)
+        # instance normalisation keeps the shape; the embedded mean/scale keep the amplitude
+        assert (model.embed(x * 10, t, o) - emb).abs().max() > 1e-3
+        clf = model.with_classifier(3, 4)
+        assert clf.classify(x, t, o).shape == (2, 4)
+        assert clf.encoder_only().classifier is None
+
+
 @pytest.mark.parametrize("attention", ["dense", "sparse", "scan"])
 def test_patched_tokens_and_every_backend_run_end_to_end(attention):
-    model = tiny(3, attention=attention, patch=4, block=8, topk=1, chunk=16)
+    model = tiny(attention=attention, patch=4, block=8, topk=1, chunk=16)
     values = torch.randn(2, 3, 130)  # not a multiple of the patch: padded
     emb = model.embed(values, torch.arange(130.0).expand(2, 130), torch.ones(2, 130, dtype=torch.bool))
-    assert emb.shape == (2, 32) and torch.isfinite(emb).all()
+    assert emb.shape == (2, 3 * 32) and torch.isfinite(emb).all()
+
+
+def test_short_windows_are_interpolated_to_the_shortest_token_sequence():
+    ds = load_dataset("JapaneseVowels")  # 29 frames, padded
+    pre = fit_preprocessing(ds, "stored", ds.length)
+    data = prepare(ds.subset(np.arange(4)), pre, patch=8)
+    assert data.values.shape == (4, 12, 128)
+    # the padding stays unobserved, and the interpolated series passes through the observed frames
+    frames = int(ds.mask[0].sum())
+    assert data.observed[0].sum() < 128 and data.observed[0, 0]
+    assert 0 < frames < 29
 
 
 @pytest.fixture(scope="module")
@@ -151,23 +180,24 @@ def vowels():
     ds = load_dataset("JapaneseVowels")
     train, val, _ = split_dataset(ds, "group", test_groups=["test"])
     pre = fit_preprocessing(train, "stored", ds.length)
-    cfg = TeacherConfig.of_size("tiny", n_channels=12, **time_scales(ds))
-    return prepare(train, pre), prepare(val, pre), pre, cfg
+    cfg = TeacherConfig.of_size("tiny", patch=4)
+    return [prepare(train, pre, 4)], [prepare(val, pre, 4)], pre, cfg
 
 
 def test_pretraining_lowers_masked_reconstruction_error_on_real_data(vowels, tmp_path):
     train, val, pre, cfg = vowels
     torch.manual_seed(0)
-    s = PretrainSettings(steps=150, eval_every=50, checkpoint_every=150, warmup=10, lr=3e-3)
-    summary = pretrain(TeacherCheckpoint(Teacher(cfg), pre, {}), train, val, s, str(tmp_path / "t"), progress=False)
-    first, last = summary["history"][0]["val_rmse"], summary["final_val_rmse"]
-    # normalised data: predicting the mean gives RMSE ~1; learning the LPC trajectories must beat that clearly
-    assert last < 0.8 * first and last < 0.75
+    s = PretrainSettings(steps=150, tokens_per_step=1024, eval_every=50, checkpoint_every=150, warmup=10, lr=3e-3)
+    model = Teacher(cfg)
+    before = reconstruction_rmse(model, val, s)
+    summary = pretrain(TeacherCheckpoint(model, pre, {}), train, val, s, str(tmp_path / "t"), progress=False)
+    # instance-normalised values: predicting the mean gives RMSE ~1; learning the LPC trajectories beats it clearly
+    assert summary["final_val_rmse"] < 0.7 * before and summary["final_val_rmse"] < 0.75
 
 
 def test_resumed_run_ends_with_the_same_weights(vowels, tmp_path, monkeypatch):
     train, val, pre, cfg = vowels
-    s = PretrainSettings(steps=30, eval_every=10, checkpoint_every=10, warmup=5)
+    s = PretrainSettings(steps=30, tokens_per_step=512, eval_every=10, checkpoint_every=10, warmup=5)
 
     def run(out):
         torch.manual_seed(0)
@@ -199,7 +229,7 @@ def test_resumed_run_ends_with_the_same_weights(vowels, tmp_path, monkeypatch):
 def test_ddp_ranks_end_with_identical_weights(tmp_path):
     out = tmp_path / "ddp"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        EDGEKIT, "pretrain", "GunPoint", "--size", "tiny", "--steps", "6", "--batch-size", "8",
+                        EDGEKIT, "pretrain", "GunPoint", "--size", "tiny", "--steps", "6", "--tokens-per-step", "256",
                         "--eval-every", "3", "--checkpoint-every", "3", "--out", str(out), "--quiet"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -218,15 +248,15 @@ def test_bad_windows_are_clear_errors():
     values = np.ones((2, 1, 8))
     values[1] = np.nan
     with pytest.raises(UserError, match="window 1 has no observed values"):
-        prepare(_set(values), pre)
+        prepare(_set(values), pre, 1)
     times = np.tile(np.arange(8.0), (2, 1))
     times[0, 3] = np.nan
     with pytest.raises(UserError, match="window 0, step 3: timestamp is NaN"):
-        prepare(_set(np.ones((2, 1, 8)), timestamps=times), pre)
+        prepare(_set(np.ones((2, 1, 8)), timestamps=times), pre, 1)
     sigma = np.ones((2, 1, 8), np.float32)
     sigma[1, 0, 2] = 0
     with pytest.raises(UserError, match="window 1, channel 'c0', step 2: uncertainty must be positive"):
-        prepare(_set(np.ones((2, 1, 8)), uncertainty=sigma), pre)
+        prepare(_set(np.ones((2, 1, 8)), uncertainty=sigma), pre, 1)
 
 
 def test_non_finite_loss_stops_training(vowels, tmp_path, monkeypatch):
@@ -235,8 +265,8 @@ def test_non_finite_loss_stops_training(vowels, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pt, "masked_reconstruction_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(UserError, match="non-finite at step 0"):
-        pretrain(TeacherCheckpoint(Teacher(cfg), pre, {}), train, val, PretrainSettings(steps=5), str(tmp_path / "x"),
-                 progress=False)
+        pretrain(TeacherCheckpoint(Teacher(cfg), pre, {}), train, val, PretrainSettings(steps=5, tokens_per_step=256),
+                 str(tmp_path / "x"), progress=False)
     assert not (tmp_path / "x").exists()
 
 
@@ -244,15 +274,46 @@ def test_finetune_and_embed_commands(tmp_path):
     run = lambda *a: subprocess.run([EDGEKIT, *map(str, a)], capture_output=True, text=True, timeout=300)  # noqa: E731
     r = run("pretrain", "BasicMotions", "--size", "tiny", "--steps", "20", "--out", tmp_path / "t", "--quiet")
     assert r.returncode == 0, r.stderr
-    r = run("finetune", "BasicMotions", "--pretrained", tmp_path / "t", "--labels-per-class", "3", "--epochs", "3",
+    r = run("finetune", "BasicMotions", "--pretrained", tmp_path / "t", "--labels-per-class", "3", "--steps", "6",
             "--out", tmp_path / "f", "--json", tmp_path / "f.json", "--quiet")
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "f.json").read_text())
     assert summary["windows"]["train"] == 12 and 0 <= summary["test_macro_f1"] <= 1
     r = run("embed", tmp_path / "f", "BasicMotions", "--out", tmp_path / "e.npy")
     assert r.returncode == 0, r.stderr
-    assert np.load(tmp_path / "e.npy").shape == (80, 32)
-    r = run("finetune", "GunPoint", "--pretrained", tmp_path / "t", "--epochs", "1", "--out", tmp_path / "g")
-    assert r.returncode == 1 and "pretrained on 6 channels, GunPoint has 1" in r.stderr
+    assert np.load(tmp_path / "e.npy").shape == (80, 6 * 32)
+    # a teacher pretrained on 6 channels fine-tunes on 1 (channel-independent tokens)
+    r = run("finetune", "GunPoint", "--pretrained", tmp_path / "t", "--steps", "4", "--out", tmp_path / "g", "--quiet")
+    assert r.returncode == 0, r.stderr
     r = run("pretrain", "BasicMotions", "--size", "tiny", "--steps", "20", "--out", tmp_path / "t", "--quiet")
     assert r.returncode == 1 and "already exists" in r.stderr
+
+
+def test_the_shipped_general_teacher_loads_and_a_tampered_one_is_refused(tmp_path):
+    import shutil
+
+    from edgekit.teacher.general import SHIPPED, resolve
+
+    ckpt = load_teacher(resolve("general"))
+    assert ckpt.model.parameter_count() >= 1_000_000 and ckpt.preprocessing is None
+    assert (SHIPPED / "model.pt").stat().st_size <= 15e6
+    corpus = ckpt.state["corpus"]
+    assert {"BasicMotions", "JapaneseVowels", "ACSF1", "GunPoint", "PLAID", "Daphnet"} <= {c["name"] for c in corpus}
+    assert all(len(c["sha256"]) == 64 for c in corpus) and "TEST" not in " ".join(c["origin"] for c in corpus)
+    history = ckpt.state["history"]
+    assert history[-1]["val_rmse"] < 0.8 * history[0]["val_rmse"]
+    bad = tmp_path / "general"
+    shutil.copytree(SHIPPED, bad)
+    weights = bytearray((bad / "model.pt").read_bytes())
+    weights[len(weights) // 2] ^= 1
+    (bad / "model.pt").write_bytes(bytes(weights))
+    with pytest.raises(UserError, match="sha256 differs"):
+        load_teacher(bad)
+
+
+def test_the_general_corpus_matches_its_manifest():
+    from edgekit.teacher.corpus import load_corpus, manifest
+    from edgekit.teacher.general import SHIPPED
+
+    shipped = json.loads((SHIPPED / "teacher.json").read_text())["state"]["corpus"]
+    assert manifest(load_corpus()) == shipped

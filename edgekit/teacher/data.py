@@ -1,4 +1,9 @@
-"""Windows as the teacher sees them: normalised values, real timestamps, observed mask and uncertainties."""
+"""Windows as the teacher sees them: normalised values, real timestamps, observed mask and uncertainties.
+
+Windows shorter than the teacher's shortest token sequence (MIN_TOKENS patches) are interpolated onto that many
+samples, evenly spread over the window's real time span, so a 24-sample window still gives the encoder 16 tokens;
+a grid point counts as observed when its nearest original sample was.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from edgekit_runtime.errors import UserError
 from edgekit_runtime.preprocess import Preprocessing
 
 from ..data import WindowSet
+from .model import MIN_TOKENS
 
 
 @dataclass
@@ -29,8 +35,41 @@ class TeacherData:
         return TeacherData(pick(self.values), pick(self.times), pick(self.observed), pick(self.sigma),
                            pick(self.labels))
 
+    def crop(self, start: int, length: int) -> "TeacherData":
+        """Samples [start, start + length) of every window."""
+        cut = lambda x: None if x is None else x[..., start : start + length]  # noqa: E731
+        return TeacherData(cut(self.values), cut(self.times), cut(self.observed), cut(self.sigma), self.labels)
 
-def prepare(ds: WindowSet, pre: Preprocessing) -> TeacherData:
+    def univariate(self) -> "TeacherData":
+        """Every channel of every window as a window of its own (what a channel-independent encoder sees)."""
+        n, c, t = self.values.shape
+        flat = lambda x: None if x is None else x.reshape(n * c, 1, t)  # noqa: E731
+        rep = lambda x: None if x is None else x.repeat_interleave(c, 0)  # noqa: E731
+        return TeacherData(flat(self.values), rep(self.times), rep(self.observed), flat(self.sigma),
+                           rep(self.labels))
+
+
+def upsample(values: np.ndarray, times: np.ndarray, observed: np.ndarray, sigma: np.ndarray | None, length: int):
+    """Interpolate windows onto `length` evenly spaced times over each window's real time span."""
+    n, c, _ = values.shape
+    out_v = np.zeros((n, c, length), np.float32)
+    out_s = None if sigma is None else np.ones((n, c, length), np.float32)
+    out_t = np.zeros((n, length), np.float64)
+    out_o = np.zeros((n, length), bool)
+    for i in range(n):
+        grid = np.linspace(times[i, 0], times[i, -1], length)
+        nearest = np.abs(times[i][None, :] - grid[:, None]).argmin(1)
+        obs = observed[i]
+        out_t[i], out_o[i] = grid, obs[nearest]
+        for ch in range(c):
+            out_v[i, ch] = np.interp(grid, times[i][obs], values[i, ch][obs])
+            if sigma is not None:
+                out_s[i, ch] = np.interp(grid, times[i][obs], sigma[i, ch][obs])
+    out_v[~np.broadcast_to(out_o[:, None, :], out_v.shape)] = 0.0
+    return out_v, out_t, out_o, out_s
+
+
+def prepare(ds: WindowSet, pre: Preprocessing, patch: int) -> TeacherData:
     """Normalise with the shared preprocessing and check what the teacher cannot train on.
 
     A time step with any NaN value counts as unobserved (its values are zero-filled); a window with no observed
@@ -64,14 +103,10 @@ def prepare(ds: WindowSet, pre: Preprocessing) -> TeacherData:
                             f"uncertainty must be positive, got {ds.uncertainty[w, c, t]}")
         std = np.asarray(pre.std if pre.std is not None else np.ones(ds.n_channels), np.float32)
         sigma = np.where(obs3, ds.uncertainty, 1.0) / (std[None, :, None] + 1e-8)
-        sigma = torch.from_numpy(np.ascontiguousarray(sigma, dtype=np.float32))
+    sigma = None if sigma is None else np.asarray(sigma, np.float32)
+    if ds.length < MIN_TOKENS * patch:
+        values, times, observed, sigma = upsample(values, times, observed, sigma, MIN_TOKENS * patch)
+    tensor = lambda x, dtype: None if x is None else torch.from_numpy(np.ascontiguousarray(x, dtype))  # noqa: E731
     labels = None if ds.labels is None else torch.from_numpy(ds.labels)
-    return TeacherData(torch.from_numpy(values), torch.from_numpy(np.ascontiguousarray(times, np.float32)),
-                       torch.from_numpy(observed), sigma, labels)
-
-
-def time_scales(ds: WindowSet) -> dict:
-    """Periods for the time encoding and scales for the time bias, from the data's sampling rate and duration."""
-    dt = 1.0 / ds.sampling_rate
-    duration = ds.length * dt
-    return {"min_period": 2 * dt, "max_period": 4 * duration}
+    return TeacherData(tensor(values, np.float32), tensor(times, np.float32), torch.from_numpy(observed),
+                       tensor(sigma, np.float32), labels)

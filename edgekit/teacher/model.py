@@ -1,18 +1,28 @@
-"""The teacher: a masked time-series encoder in the style of Astromer 2.
+"""The teacher: a masked time-series encoder in the style of Astromer 2, with channel-independent patch tokens.
 
-A token is one time step, or a patch of P steps for long windows. Its input is a value embedding of the channel
-vector (a Linear of the C·P values) plus a sinusoidal encoding of the token's real timestamp in seconds (relative
-to the window start), so irregular sampling and gaps are represented as they are. At masked positions a learnable
-MASK vector replaces the value embedding, so the model knows which inputs it must infer. A pre-norm Transformer
-encoder follows (attention backend per model: dense, sparse or scan, see attention.py). The model exposes per-token
-embeddings, a pooled embedding per window (mean over observed tokens), a reconstruction head (the token's values)
-and, once fine-tuned, a classification head.
+Every channel of a window is encoded on its own (PatchTST style), so one encoder serves any channel count, window
+length and sampling rate, and a teacher pretrained on a corpus of many datasets is fine-tuned on any of them.
+A token is a patch of P consecutive samples of one channel:
+
+- values are normalised per window and channel over the observed samples (instance normalisation), so the corpus'
+  scales do not matter; the channel's mean and log standard deviation (in the dataset-normalised units the rest of
+  edgekit uses) are embedded and added to each of its tokens, so the amplitude is not lost;
+- the value embedding is a Linear of the P normalised values; at masked positions a learnable MASK vector replaces
+  it, so the model knows which inputs it must infer;
+- time: a sinusoidal encoding of the token's real timestamp, measured from the window start in units of the
+  window's duration (so irregular sampling and gaps are represented as they are, and a 30 kHz waveform and a 10 Hz
+  motion share one scale); the attention's relative-time bias uses the same units.
+
+A pre-norm Transformer encoder follows (attention backend per model: dense, sparse or scan, see attention.py).
+A channel's embedding is the mean of its observed tokens; a window's embedding concatenates its channels'
+embeddings (C·d), which the classification head of a fine-tuned teacher reads.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -23,27 +33,28 @@ SIZES = {
     "tiny": dict(d_model=32, layers=2, heads=2, ff=64),
     "small": dict(d_model=64, layers=3, heads=4, ff=128),
     "base": dict(d_model=128, layers=4, heads=4, ff=256),
-    "large": dict(d_model=256, layers=6, heads=4, ff=512),
+    "large": dict(d_model=128, layers=6, heads=4, ff=512),
 }
+MIN_TOKENS = 16  # windows shorter than this many patches are interpolated up to it (teacher/data.py)
 
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    n_channels: int
-    d_model: int = 256
+    d_model: int = 128
     layers: int = 6
     heads: int = 4
     ff: int = 512
     dropout: float = 0.1
-    patch: int = 1
+    patch: int = 8
     attention: str = "dense"
     time_bias: bool = True
     bias_terms: int = 4
     block: int = 64
     topk: int = 4
     chunk: int = 256
-    min_period: float = 0.01  # seconds: shortest period of the time encoding (about two sample spacings)
-    max_period: float = 1000.0  # seconds: longest period (a few window durations)
+    min_period: float = 1 / 128  # shortest period of the time encoding, in window durations
+    max_period: float = 4.0  # longest period, in window durations
+    n_channels: int = 0  # set with the classification head
     n_classes: int = 0
 
     def __post_init__(self):
@@ -53,6 +64,8 @@ class TeacherConfig:
             raise ValueError(f"d_model ({self.d_model}) must be even and divisible by heads ({self.heads})")
         if self.patch < 1:
             raise ValueError("patch must be >= 1")
+        if bool(self.n_classes) != bool(self.n_channels):
+            raise ValueError("a classification head needs both n_channels and n_classes")
 
     @classmethod
     def of_size(cls, size: str, **overrides) -> "TeacherConfig":
@@ -64,13 +77,28 @@ class TeacherConfig:
         return asdict(self)
 
 
+class Tokens(NamedTuple):
+    """A batch of B windows of C channels as B·C token sequences of length L."""
+
+    values: torch.Tensor  # [B·C, L, P] instance-normalised values, 0 where unobserved
+    times: torch.Tensor  # [B·C, L] token start times in window durations
+    observed: torch.Tensor  # [B·C, L] bool: the patch holds an observed sample
+    stats: torch.Tensor  # [B·C, 2] the channel's mean and log standard deviation
+    scale: torch.Tensor  # [B·C] the channel's standard deviation (divides uncertainties)
+
+
+def patches(x: torch.Tensor, p: int) -> torch.Tensor:
+    """[N, T] (T a multiple of p) -> [N, T/p, p]."""
+    return x.reshape(x.shape[0], -1, p)
+
+
 class TimeEncoding(nn.Module):
     def __init__(self, dim: int, min_period: float, max_period: float):
         super().__init__()
         periods = torch.logspace(math.log10(min_period), math.log10(max_period), dim // 2)
         self.register_buffer("omega", 2 * math.pi / periods, persistent=False)
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:  # [B, L] seconds -> [B, L, dim]
+    def forward(self, t: torch.Tensor) -> torch.Tensor:  # [N, L] -> [N, L, dim]
         phase = t[..., None] * self.omega
         return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
 
@@ -94,62 +122,79 @@ class Teacher(nn.Module):
     def __init__(self, cfg: TeacherConfig):
         super().__init__()
         self.cfg = cfg
-        token_dim = cfg.n_channels * cfg.patch
-        self.value = nn.Linear(token_dim, cfg.d_model)
+        self.value = nn.Linear(cfg.patch, cfg.d_model)
+        self.stats = nn.Linear(2, cfg.d_model)
         self.mask_token = nn.Parameter(torch.randn(cfg.d_model) * 0.02)
         self.time = TimeEncoding(cfg.d_model, cfg.min_period, cfg.max_period)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.d_model)
-        self.reconstruct = nn.Linear(cfg.d_model, token_dim)
-        self.classifier = nn.Linear(cfg.d_model, cfg.n_classes) if cfg.n_classes else None
+        self.reconstruct = nn.Linear(cfg.d_model, cfg.patch)
+        self.classifier = None
+        if cfg.n_classes:
+            width = cfg.n_channels * cfg.d_model
+            self.classifier = nn.Sequential(nn.LayerNorm(width), nn.Dropout(cfg.dropout),
+                                            nn.Linear(width, cfg.n_classes))
 
-    def tokenize(self, values: torch.Tensor, times: torch.Tensor, observed: torch.Tensor):
-        """values [B, C, T], times [B, T], observed [B, T] -> token values [B, L, C·P], token times [B, L]
-        (relative to the window start), token observed [B, L]. T is padded to whole patches (padding unobserved)."""
+    def tokenize(self, values: torch.Tensor, times: torch.Tensor, observed: torch.Tensor) -> Tokens:
+        """values [B, C, T], times [B, T] seconds, observed [B, T] -> Tokens. T is padded to whole patches
+        (padding unobserved)."""
         p = self.cfg.patch
         b, c, t = values.shape
+        duration = (times[:, -1] - times[:, 0]).clamp_min(1e-12)
+        tau = (times - times[:, :1]) / duration[:, None]
         pad = (-t) % p
         if pad:
-            values = nn.functional.pad(values, (0, pad))
-            times = torch.cat([times, times[:, -1:].expand(b, pad)], dim=1)
+            tau = torch.cat([tau, tau[:, -1:].expand(b, pad)], dim=1)
             observed = nn.functional.pad(observed, (0, pad), value=False)
-        n = values.shape[2] // p
-        tokens = values.reshape(b, c, n, p).permute(0, 2, 1, 3).reshape(b, n, c * p)
-        t_tok = times.reshape(b, n, p)[:, :, 0]
-        t_tok = t_tok - t_tok[:, :1]
-        return tokens, t_tok, observed.reshape(b, n, p).any(-1)
+        x = self.channel_samples(values)
+        obs = observed.repeat_interleave(c, 0)
+        w = obs.to(x.dtype)
+        n = w.sum(1).clamp_min(1)
+        mean = (x * w).sum(1) / n
+        sd = torch.sqrt((((x - mean[:, None]) * w) ** 2).sum(1) / n + 1e-4)
+        z = (x - mean[:, None]) / sd[:, None] * w
+        return Tokens(patches(z, p), patches(tau.repeat_interleave(c, 0), p)[:, :, 0], patches(obs, p).any(-1),
+                      torch.stack([mean, sd.log()], -1), sd)
 
-    def encode(self, tokens, times, observed, masked=None):
-        """Token embeddings [B, L, d] and pooled embeddings [B, d]. `masked` [B, L]: positions whose value
-        embedding is replaced by the MASK token."""
-        x = self.value(tokens)
+    def channel_samples(self, x: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """[B, C, T] -> [B·C, T'] with T' the whole patches covering T (the rest filled with `fill`)."""
+        x = nn.functional.pad(x, (0, (-x.shape[2]) % self.cfg.patch), value=fill)
+        return x.reshape(x.shape[0] * x.shape[1], -1)
+
+    def encode(self, tok: Tokens, masked: torch.Tensor | None = None):
+        """Token embeddings [B·C, L, d] and per-channel embeddings [B·C, d]. `masked` [B·C, L]: positions whose
+        value embedding is replaced by the MASK token."""
+        x = self.value(tok.values)
         if masked is not None:
             x = torch.where(masked[..., None], self.mask_token.to(x.dtype), x)
-        x = x + self.time(times)
-        key_pad = ~observed
+        x = x + self.time(tok.times) + self.stats(tok.stats)[:, None, :]
+        key_pad = ~tok.observed
         for layer in self.layers:
-            x = layer(x, times, key_pad)
+            x = layer(x, tok.times, key_pad)
         x = self.norm(x)
-        w = observed[..., None].to(x.dtype)
+        w = tok.observed[..., None].to(x.dtype)
         pooled = (x * w).sum(1) / w.sum(1).clamp_min(1)
         return x, pooled
 
-    def forward(self, tokens, times, observed, masked=None):
-        """Reconstruction of every token's values [B, L, V], token embeddings and pooled embeddings."""
-        x, pooled = self.encode(tokens, times, observed, masked)
+    def forward(self, tok: Tokens, masked: torch.Tensor | None = None):
+        """Reconstruction of every token's normalised values [B·C, L, P], token and channel embeddings."""
+        x, pooled = self.encode(tok, masked)
         return self.reconstruct(x), x, pooled
 
     def embed(self, values, times, observed):
-        """Pooled embedding [B, d] of whole windows."""
-        return self.encode(*self.tokenize(values, times, observed))[1]
+        """Window embeddings [B, C·d]: the channels' embeddings side by side."""
+        return self.encode(self.tokenize(values, times, observed))[1].reshape(values.shape[0], -1)
 
     def classify(self, values, times, observed):
         if self.classifier is None:
             raise RuntimeError("this teacher has no classification head (fine-tune it first)")
         return self.classifier(self.embed(values, times, observed))
 
-    def macs(self, length: int) -> int:
-        """Multiply-accumulates to embed and classify one window of `length` samples."""
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def macs(self, n_channels: int, length: int) -> int:
+        """Multiply-accumulates to embed and classify one window of `n_channels` × `length` samples."""
         from ..models.macs import macs_of
 
         class Window(nn.Module):
@@ -161,15 +206,19 @@ class Teacher(nn.Module):
                 emb = self.teacher.embed(values, times, observed)
                 return self.teacher.classifier(emb) if self.teacher.classifier is not None else emb
 
-        c = self.cfg.n_channels
-        return macs_of(Window(self), torch.zeros(1, c, length), torch.arange(length, dtype=torch.float32)[None],
-                       torch.ones(1, length, dtype=torch.bool))
+        return macs_of(Window(self), torch.zeros(1, n_channels, length),
+                       torch.arange(length, dtype=torch.float32)[None], torch.ones(1, length, dtype=torch.bool))
 
-    def with_classifier(self, n_classes: int) -> "Teacher":
-        """A copy of this teacher's config with a fresh classification head of `n_classes`."""
-        from dataclasses import replace
-
-        model = Teacher(replace(self.cfg, n_classes=n_classes))
-        missing, unexpected = model.load_state_dict(self.state_dict(), strict=False)
+    def with_classifier(self, n_channels: int, n_classes: int) -> "Teacher":
+        """This encoder with a fresh classification head for windows of `n_channels` channels and `n_classes`."""
+        model = Teacher(replace(self.cfg, n_channels=n_channels, n_classes=n_classes))
+        encoder = {k: v for k, v in self.state_dict().items() if not k.startswith("classifier.")}
+        missing, unexpected = model.load_state_dict(encoder, strict=False)
         assert not unexpected and all(k.startswith("classifier.") for k in missing)
+        return model
+
+    def encoder_only(self) -> "Teacher":
+        """This encoder without its classification head (to continue pretraining from a fine-tuned teacher)."""
+        model = Teacher(replace(self.cfg, n_channels=0, n_classes=0))
+        model.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("classifier.")})
         return model

@@ -1,6 +1,9 @@
 """Self-supervised pretraining: masked reconstruction with the uncertainty-weighted loss.
 
-Every step draws its batch and masks from (seed, step) alone, so a run resumed from a checkpoint takes exactly
+The training data is one or more sources (a dataset's windows, or the corpus of the general teacher), each seen
+channel by channel. A step draws a source (weighted by the square root of its size, so small sources are not
+drowned), a crop of at most `max_tokens` patches at a random offset, and as many windows as fill
+`tokens_per_step` tokens. Every step draws its batch and masks from (seed, step) alone, so a run resumed from a checkpoint takes exactly
 the steps an uninterrupted run would. Under torchrun the same code runs with DistributedDataParallel (gloo on CPU,
 nccl on GPU): each rank takes its share of the step's batch, rank 0 writes checkpoints.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -21,14 +25,15 @@ from edgekit_runtime.errors import UserError
 from .data import TeacherData
 from .loss import masked_reconstruction_loss, masked_rmse, uncertainty_weights
 from .masking import MaskSettings, apply_random, make_masks
-from .model import Teacher
+from .model import Teacher, patches
 from .store import TeacherCheckpoint, load_teacher, save_teacher
 
 
 @dataclass(frozen=True)
 class PretrainSettings:
     steps: int = 2000
-    batch_size: int = 32
+    tokens_per_step: int = 4096
+    max_tokens: int = 64  # crop length in patches: longer windows are seen in random crops
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 100
@@ -49,36 +54,48 @@ def _lr_lambda(s: PretrainSettings):
 
 
 def masked_batch(model: Teacher, batch: TeacherData, s: PretrainSettings, gen: torch.Generator):
-    """Tokens with masking applied, the clean targets and the loss mask/weights for one batch."""
-    tokens, times, observed = model.tokenize(batch.values, batch.times, batch.observed)
-    loss_mask, mask_token, randomised = make_masks(observed, s.mask, gen)
-    inputs = apply_random(tokens, observed, randomised, gen)
+    """Tokens with masking applied, the MASK positions, the clean targets and the loss mask/weights."""
+    tok = model.tokenize(batch.values, batch.times, batch.observed)
+    loss_mask, mask_token, randomised = make_masks(tok.observed, s.mask, gen)
+    values = apply_random(tok.values, tok.observed, randomised, gen)
     if not s.use_mask_token:  # ablation: the masked values are simply zeroed
-        inputs = torch.where(mask_token[..., None], torch.zeros_like(inputs), inputs)
+        values = torch.where(mask_token[..., None], torch.zeros_like(values), values)
         mask_token = None
     weights = None
     if s.use_uncertainty and batch.sigma is not None:
-        sigma_tok = model.tokenize(batch.sigma, batch.times, batch.observed)[0]
-        weights = uncertainty_weights(sigma_tok, observed)
-    return inputs, times, observed, mask_token, tokens, loss_mask, weights
+        # in the instance-normalised units of the values
+        sigma = patches(model.channel_samples(batch.sigma, fill=1.0), model.cfg.patch) / tok.scale[:, None, None]
+        weights = uncertainty_weights(sigma, tok.observed)
+    return tok._replace(values=values), mask_token, tok.values, loss_mask, weights
 
 
-def reconstruction_rmse(model: Teacher, data: TeacherData, s: PretrainSettings, seed: int = 1234,
-                        target: torch.Tensor | None = None) -> float:
-    """RMSE on masked positions with a fixed masking draw (comparable across steps and runs). `target` [N, C, T]
-    overrides the values to compare with (e.g. clean values when inputs were noised)."""
+def reconstruction_rmse(model: Teacher, sources: list[TeacherData], s: PretrainSettings, seed: int = 1234) -> float:
+    """RMSE on masked positions of every window of `sources` (cropped to `max_tokens` patches) with a fixed
+    masking draw, so it is comparable across steps and runs."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     preds, targets, masks = [], [], []
     with torch.no_grad():
-        for i in range(0, len(data), 64):
-            batch = data.take(slice(i, i + 64))
-            inputs, times, observed, mask_token, tokens, loss_mask, _ = masked_batch(model, batch, s, gen)
-            preds.append(model(inputs, times, observed, mask_token)[0])
-            tgt = tokens if target is None else model.tokenize(target[i : i + 64], batch.times, batch.observed)[0]
-            targets.append(tgt)
-            masks.append(loss_mask)
+        for data in sources:
+            data = data.crop(0, s.max_tokens * model.cfg.patch)
+            for i in range(0, len(data), 256):
+                inputs, mask_token, target, loss_mask, _ = masked_batch(model, data.take(slice(i, i + 256)), s, gen)
+                preds.append(model(inputs, mask_token)[0].flatten(0, 1))
+                targets.append(target.flatten(0, 1))
+                masks.append(loss_mask.flatten())
     return masked_rmse(torch.cat(preds), torch.cat(targets), torch.cat(masks))
+
+
+def draw_batch(sources: list[TeacherData], s: PretrainSettings, patch: int, rng: np.random.Generator) -> TeacherData:
+    """The step's batch: a source, a crop and windows, as the module docstring says."""
+    sizes = np.array([len(d) for d in sources], float)
+    data = sources[rng.choice(len(sources), p=np.sqrt(sizes) / np.sqrt(sizes).sum())]
+    length = data.values.shape[-1]
+    crop = min(length, s.max_tokens * patch)
+    start = int(rng.integers(0, length - crop + 1)) // patch * patch
+    n = min(len(data), max(1, s.tokens_per_step // -(-crop // patch)))
+    idx = np.sort(rng.choice(len(data), size=n, replace=False))
+    return data.take(torch.from_numpy(idx)).crop(start, crop)
 
 
 def _world() -> tuple[int, int]:
@@ -99,13 +116,16 @@ def _max_diff_across_ranks(model: torch.nn.Module) -> float:
     return float(diff)
 
 
-def pretrain(ckpt: TeacherCheckpoint, train: TeacherData, val: TeacherData, s: PretrainSettings, out: str,
-             progress: bool = True) -> dict:
-    """Pretrain `ckpt.model` in place, checkpointing to `out`; resumes from `ckpt.trainer` when present."""
+def pretrain(ckpt: TeacherCheckpoint, train: list[TeacherData], val: list[TeacherData], s: PretrainSettings,
+             out: str, progress: bool = True) -> dict:
+    """Pretrain `ckpt.model` in place on the univariate windows of the `train` sources, checkpointing to `out`;
+    resumes from `ckpt.trainer` when present."""
     rank, world = _world()
     model = ckpt.model
-    if s.batch_size < world:
-        raise UserError(f"batch size {s.batch_size} is smaller than the number of processes {world}")
+    train = [d.univariate() for d in train]
+    val = [d.univariate() for d in val if len(d)]
+    if any(len(d) < world for d in train):
+        raise UserError(f"a pretraining source has fewer windows than the number of processes {world}")
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(s))
     start = int(ckpt.state.get("step", 0))
@@ -123,18 +143,18 @@ def pretrain(ckpt: TeacherCheckpoint, train: TeacherData, val: TeacherData, s: P
             ckpt.trainer = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
             save_teacher(out, ckpt)
 
+    elapsed, began = float(history[-1]["seconds"]) if history else 0.0, time.perf_counter()
     bar = tqdm(range(start, s.steps), desc="pretrain", unit="step", initial=start, total=s.steps,
                disable=not progress or rank != 0, leave=False)
     for step in bar:
         model.train()
-        rng = np.random.default_rng([s.seed, step])
-        idx = rng.choice(len(train), size=min(s.batch_size, len(train)), replace=False)[rank::world]
+        batch = draw_batch(train, s, model.cfg.patch, np.random.default_rng([s.seed, step]))
+        batch = batch.take(slice(rank, None, world))
         gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
         torch.manual_seed(s.seed * 1_000_003 + step * 7919 + rank)  # dropout
-        inputs, times, observed, mask_token, tokens, loss_mask, weights = masked_batch(
-            model, train.take(torch.from_numpy(idx)), s, gen)
-        recon, _, _ = net(inputs, times, observed, mask_token)
-        loss = masked_reconstruction_loss(recon, tokens, loss_mask, weights)
+        inputs, mask_token, target, loss_mask, weights = masked_batch(model, batch, s, gen)
+        recon, _, _ = net(inputs, mask_token)
+        loss = masked_reconstruction_loss(recon, target, loss_mask, weights)
         if not torch.isfinite(loss):
             raise UserError(f"pretraining loss became non-finite at step {step}; lower --lr or check the data")
         opt.zero_grad()
@@ -144,8 +164,9 @@ def pretrain(ckpt: TeacherCheckpoint, train: TeacherData, val: TeacherData, s: P
         sched.step()
         done = step + 1
         if rank == 0 and (done % s.eval_every == 0 or done == s.steps):
-            rmse = reconstruction_rmse(model, val, s) if len(val) else float("nan")
-            history.append({"step": done, "loss": round(loss.item(), 6), "val_rmse": round(rmse, 6)})
+            rmse = reconstruction_rmse(model, val, s) if val else float("nan")
+            history.append({"step": done, "loss": round(loss.item(), 6), "val_rmse": round(rmse, 6),
+                            "seconds": round(elapsed + time.perf_counter() - began, 1)})
             bar.set_postfix(loss=f"{loss.item():.4f}", val_rmse=f"{rmse:.4f}")
         if done % s.checkpoint_every == 0 or done == s.steps:
             save(done)

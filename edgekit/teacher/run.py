@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from edgekit_runtime.errors import UserError
+
 from ..data import load_spec
 from ..train import fit_preprocessing, resolve_split, split_from_spec
-from .data import prepare, time_scales
+from .data import prepare
+from .general import resolve
 from .masking import MaskSettings
 from .model import Teacher, TeacherConfig
 from .pretrain import PretrainSettings, pretrain, resume_checkpoint
-from .store import TeacherCheckpoint
+from .store import TeacherCheckpoint, load_teacher
 
 
 def _settings(d: dict) -> PretrainSettings:
@@ -18,8 +21,9 @@ def _settings(d: dict) -> PretrainSettings:
 
 
 def start_or_resume(spec: dict, out: str, model_options: dict, settings: dict, split: dict, resume: bool = False,
-                    progress: bool = True) -> dict | None:
-    """Pretrain; returns the summary on rank 0 (None on the other ranks under torchrun)."""
+                    start_from: str | None = None, progress: bool = True) -> dict | None:
+    """Pretrain on a dataset's training windows, from scratch or continuing `start_from` (a pretrained teacher:
+    "general" or a run directory); returns the summary on rank 0 (None on the other ranks under torchrun)."""
     if resume:
         ckpt = resume_checkpoint(out)
         spec, s = ckpt.data, _settings(ckpt.state["settings"])
@@ -28,8 +32,6 @@ def start_or_resume(spec: dict, out: str, model_options: dict, settings: dict, s
         try:
             s = _settings(settings)
         except ValueError as e:
-            from edgekit_runtime.errors import UserError
-
             raise UserError(str(e)) from None
         ds = load_spec(spec)
         method, test_groups = resolve_split(ds, split["split_method"], split["test_groups"])
@@ -37,15 +39,18 @@ def start_or_resume(spec: dict, out: str, model_options: dict, settings: dict, s
                 "test": split["test"]}
     train, val, _ = split_from_spec(ds, spec)
     if not resume:
-        pre = fit_preprocessing(train, "stored", spec.get("stride") or ds.length)
+        pre = fit_preprocessing(train, "auto", spec.get("stride") or ds.length)
         torch.manual_seed(s.seed)  # every rank builds the same initial weights
         size = model_options.pop("size")
-        cfg = TeacherConfig.of_size(size, n_channels=ds.n_channels, **model_options, **time_scales(ds))
-        ckpt = TeacherCheckpoint(Teacher(cfg), pre, spec, state={"size": size})
-    summary = pretrain(ckpt, prepare(train, ckpt.preprocessing), prepare(val, ckpt.preprocessing), s, out,
-                       progress=progress)
+        if start_from is not None:
+            model, size = load_teacher(resolve(start_from)).model.encoder_only(), start_from
+        else:
+            model = Teacher(TeacherConfig.of_size(size, **model_options))
+        ckpt = TeacherCheckpoint(model, pre, spec, state={"size": size})
+    patch = ckpt.model.cfg.patch
+    summary = pretrain(ckpt, [prepare(train, ckpt.preprocessing, patch)], [prepare(val, ckpt.preprocessing, patch)],
+                       s, out, progress=progress)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return None
     return {**summary, "dataset": ds.name, "windows": {"train": len(train), "val": len(val)},
-            "parameters": sum(p.numel() for p in ckpt.model.parameters()), "attention": ckpt.model.cfg.attention,
-            "checkpoint": out}
+            "parameters": ckpt.model.parameter_count(), "attention": ckpt.model.cfg.attention, "checkpoint": out}

@@ -1,9 +1,14 @@
 """Teacher checkpoints: `model.pt` (state dict), `teacher.json` (config, preprocessing, data spec, progress,
-metrics) and, for runs that can resume, `trainer.pt` (optimizer and scheduler state). Every tensor file loads
-with weights_only=True."""
+metrics, and the sha256 of `model.pt`) and, for runs that can resume, `trainer.pt` (optimizer and scheduler state).
+
+Every tensor file loads with weights_only=True, and `model.pt` only after its sha256 matched the one recorded in
+`teacher.json`, so a corrupted or swapped weights file is refused before torch reads it. Weights may be stored in
+fp16 (the shipped general teacher) and are loaded as fp32.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,21 +29,29 @@ WEIGHTS, META, TRAINER = "model.pt", "teacher.json", "trainer.pt"
 @dataclass
 class TeacherCheckpoint:
     model: Teacher
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None  # None for an encoder pretrained on many datasets (the general teacher)
     data: dict
     classes: tuple[str, ...] = ()
     state: dict = field(default_factory=dict)  # progress and metrics: step, history, test metrics...
     trainer: dict | None = None  # optimizer/scheduler state dicts
 
 
-def save_teacher(path, ckpt: TeacherCheckpoint) -> None:
-    meta = {"format": 1, "edgekit_version": __version__, "config": ckpt.model.cfg.to_dict(),
-            "preprocess": ckpt.preprocessing.to_json(), "data": ckpt.data, "classes": list(ckpt.classes),
-            "state": ckpt.state}
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_teacher(path, ckpt: TeacherCheckpoint, half: bool = False) -> None:
+    weights = ckpt.model.state_dict()
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     with atomic_directory(path, overwrite=True) as tmp:
-        torch.save(ckpt.model.state_dict(), tmp / WEIGHTS)
+        torch.save(weights, tmp / WEIGHTS)
         if ckpt.trainer is not None:
             torch.save(ckpt.trainer, tmp / TRAINER)
+        meta = {"format": 2, "edgekit_version": __version__, "weights_sha256": _sha256(tmp / WEIGHTS),
+                "config": ckpt.model.cfg.to_dict(),
+                "preprocess": None if ckpt.preprocessing is None else ckpt.preprocessing.to_json(),
+                "data": ckpt.data, "classes": list(ckpt.classes), "state": ckpt.state}
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -47,14 +60,19 @@ def load_teacher(path) -> TeacherCheckpoint:
     if not (path / META).is_file():
         raise UserError(f"{path}: not a teacher checkpoint (no {META})")
     meta = read_json(path / META)
+    if not (path / WEIGHTS).is_file():
+        raise UserError(f"{path}: {WEIGHTS} is missing")
+    if meta.get("weights_sha256") != _sha256(path / WEIGHTS):
+        raise UserError(f"{path / WEIGHTS}: sha256 differs from the one recorded in {META}; the file is corrupted "
+                        "or was replaced, and is not loaded")
     try:
         model = Teacher(TeacherConfig(**meta["config"]))
-        model.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
+        weights = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
         trainer = torch.load(path / TRAINER, map_location="cpu", weights_only=True) if (path / TRAINER).is_file() \
             else None
-    except FileNotFoundError:
-        raise UserError(f"{path}: {WEIGHTS} is missing") from None
-    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        pre = None if meta["preprocess"] is None else Preprocessing.from_json(meta["preprocess"])
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as e:
         raise UserError(f"{path}: cannot load the teacher ({str(e).splitlines()[0]})") from None
-    return TeacherCheckpoint(model, Preprocessing.from_json(meta["preprocess"]), meta.get("data", {}),
-                             tuple(meta.get("classes", ())), meta.get("state", {}), trainer)
+    return TeacherCheckpoint(model, pre, meta.get("data", {}), tuple(meta.get("classes", ())),
+                             meta.get("state", {}), trainer)
