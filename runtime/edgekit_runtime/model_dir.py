@@ -242,7 +242,7 @@ def load_bundle(path: str | Path, trust: list[bytes] | None = None) -> Bundle:
     signer = check_signature(manifest_bytes, sig_bytes, trust, str(path))
     manifest = schema.load_json(manifest_bytes, f"{path}: {MANIFEST}")
     if manifest.get("format") not in MANIFEST_FORMATS or isinstance(manifest.get("format"), bool):
-        raise UserError(f"{path}: unsupported manifest format {manifest.get('format')!r} "
+        raise UserError(f"{path}: {MANIFEST}: format: unsupported manifest format {manifest.get('format')!r} "
                         f"(this runtime reads {', '.join(map(str, MANIFEST_FORMATS))}); upgrade edgekit-runtime")
     schema.check_manifest(manifest, f"{path}: {MANIFEST}")
     files = _verify_files(root, path, manifest)

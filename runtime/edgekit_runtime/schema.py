@@ -30,39 +30,43 @@ MAX_VALUE = 1e30  # normalisation statistics and filter coefficients: far beyond
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class _BadNumber(ValueError):
-    pass
+class _Refused:
+    """Stands in for a number the parser refused, so that the error can name its field."""
+
+    def __init__(self, why: str):
+        self.why = why
 
 
-def _parse_int(s: str) -> int:
+def _parse_int(s: str):
+    return int(s) if len(s) <= MAX_NUMBER_CHARS else _Refused(f"a number of {len(s)} digits")
+
+
+def _parse_float(s: str):
     if len(s) > MAX_NUMBER_CHARS:
-        raise _BadNumber(f"a number of {len(s)} digits")
-    return int(s)
-
-
-def _parse_float(s: str) -> float:
-    if len(s) > MAX_NUMBER_CHARS:
-        raise _BadNumber(f"a number of {len(s)} characters")
+        return _Refused(f"a number of {len(s)} characters")
     v = float(s)
-    if not math.isfinite(v):
-        raise _BadNumber(f"{s[:20]} is beyond the range of a float")
-    return v
+    return v if math.isfinite(v) else _Refused(f"{s[:20]} is beyond the range of a float")
 
 
 def _parse_constant(s: str):
-    raise _BadNumber(f"{s} is not a number")
+    return _Refused(f"{s} is not a number")
 
 
-def _depth(value) -> int:
-    deepest, stack = 0, [(value, 1)]
+def _field(path: str, key) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+
+
+def _check_tree(value, where: str) -> None:
+    """Refused numbers and excessive nesting anywhere in a parsed document, named by their field."""
+    stack = [(value, "", 1)]
     while stack:
-        v, d = stack.pop()
-        deepest = max(deepest, d)
-        if isinstance(v, dict):
-            stack += [(x, d + 1) for x in v.values()]
-        elif isinstance(v, list):
-            stack += [(x, d + 1) for x in v]
-    return deepest
+        v, path, depth = stack.pop()
+        if isinstance(v, _Refused):
+            raise UserError(f"{where}: {path or 'top level'}: refusing {v.why}")
+        if depth > MAX_DEPTH:
+            raise UserError(f"{where}: {path}: nested more than {MAX_DEPTH} levels deep")
+        items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+        stack += [(x, _field(path, k), depth + 1) for k, x in items]
 
 
 def load_json(data: bytes, where: str) -> dict:
@@ -72,16 +76,13 @@ def load_json(data: bytes, where: str) -> dict:
     try:
         value = json.loads(data.decode("utf-8"), parse_int=_parse_int, parse_float=_parse_float,
                            parse_constant=_parse_constant)
-    except _BadNumber as e:
-        raise UserError(f"{where}: refusing {e}") from None
     except RecursionError:
         raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{where}: not valid JSON ({e})") from None
     if not isinstance(value, dict):
         raise UserError(f"{where}: expected a JSON object, got {_kind(value)}")
-    if _depth(value) > MAX_DEPTH:
-        raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep")
+    _check_tree(value, where)
     return value
 
 
