@@ -168,11 +168,11 @@ def _verify_files(root: Path, where: Path, manifest: dict) -> dict:
             raise UserError(f"{where}: {name} is listed in the manifest but missing")
         if sha256_file(root / name) != digest:
             raise UserError(f"{where}: {name} does not match its sha256 in the manifest (corrupted or modified)")
+    if PREPROCESS not in files:
+        raise UserError(f"{where}: {PREPROCESS} is not covered by the manifest's sha256 table")
     # every byte a model may read must be covered, so no file may sit in the bundle unlisted
     for name in sorted(present - set(files) - {MANIFEST, SIGNATURE}):
         raise UserError(f"{where}: {name} is in the bundle but not in the manifest's sha256 table")
-    if PREPROCESS not in files:
-        raise UserError(f"{where}: {PREPROCESS} is not covered by the manifest's sha256 table")
     return files
 
 
