@@ -5,7 +5,8 @@ evaluation windows of the checkpoint's test split (eval.npz, plain arrays: nothi
 manifest (format 2) with the sha256 of every file, versions, verification metrics, classes and the expected
 input. Each model is run by the board runtime on the evaluation windows while bundling, and its accuracy is
 recorded, so `edgekit bench` on the board can be checked against it. Written atomically, as a directory or
-a `.tar.gz`.
+a `.tar.gz`. With a signing key, manifest.sig holds an Ed25519 signature of manifest.json, which boards that
+trust the key require (edgekit_runtime.signing).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from edgekit_runtime.engine import BACKENDS, installed_backends, open_model
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_directory, atomic_write
 from edgekit_runtime.model_dir import EVAL, MANIFEST, PREPROCESS, TAR_SUFFIXES, load_bundle, sha256_file
+from edgekit_runtime.signing import SIGNATURE, sign_manifest
 
 from . import __version__
 
@@ -55,8 +57,8 @@ def _accuracy(model_file, pre, windows, labels) -> float:
 
 
 def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None, eval_windows: int = 200,
-                 overwrite: bool = False) -> dict:
-    """Write the bundle; return its manifest."""
+                 overwrite: bool = False, sign: str | None = None) -> dict:
+    """Write the bundle, its manifest signed with the private key file `sign` if given; return its manifest."""
     if not model_dirs:
         raise UserError("give at least one model directory written by `edgekit export`")
     sources = [load_bundle(d) for d in model_dirs]  # verifies every source against its own manifest
@@ -109,8 +111,11 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
             "versions": {**first.manifest.get("versions", {}), "edgekit": __version__,
                          "edgekit_runtime": runtime_version, "python": platform.python_version()},
         }
-        (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        load_bundle(root)  # the runtime must accept what we wrote
+        manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
+        (root / MANIFEST).write_bytes(manifest_bytes)
+        if sign is not None:
+            (root / SIGNATURE).write_bytes(sign_manifest(manifest_bytes, sign))
+        load_bundle(root)  # the runtime must accept what we wrote (and checks a signature whenever there is one)
         if out.endswith(TAR_SUFFIXES):
             _write_tar(root, out, overwrite)
         else:
@@ -142,14 +147,19 @@ def _write_tar(root: Path, out: str, overwrite: bool) -> None:
                    "on them; `edgekit bench` reports the board's accuracy on the same windows.")
 @click.option("--eval-windows", default=200, show_default=True, help="Most evaluation windows to embed.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
-def bundle_command(model_dirs, out, checkpoint, eval_windows, overwrite):
+@click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False), metavar="KEY",
+              help="Sign the manifest with this Ed25519 private key (from `edgekit keygen KEY`); boards that trust "
+                   "KEY.pub (`--trust` or their trust directory) refuse bundles not signed by it.")
+def bundle_command(model_dirs, out, checkpoint, eval_windows, overwrite, sign_key):
     """Pack MODEL_DIRS (one model exported by `edgekit export` in one or more formats/precisions) into a bundle
     for the board, with a manifest of sha256 digests the runtime checks before loading."""
-    m = build_bundle(list(model_dirs), out, checkpoint=checkpoint, eval_windows=eval_windows, overwrite=overwrite)
+    m = build_bundle(list(model_dirs), out, checkpoint=checkpoint, eval_windows=eval_windows, overwrite=overwrite,
+                     sign=sign_key)
     for e in m["models"]:
         acc = e["verification"].get("eval_accuracy")
         acc = f", eval accuracy {acc:.3f}" if acc is not None else ""
         click.echo(f"model        {e['file']} ({e['bytes'] / 1024:.1f} KiB, {e['format']} {e['precision']}{acc})")
     if m["eval"]:
         click.echo(f"eval         {m['eval']['windows']} raw test windows")
-    click.echo(f"wrote        {out} ({len(m['files'])} files, sha256 in {MANIFEST})")
+    signed = f", signed in {SIGNATURE}" if sign_key else ""
+    click.echo(f"wrote        {out} ({len(m['files'])} files, sha256 in {MANIFEST}{signed})")

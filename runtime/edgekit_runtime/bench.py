@@ -22,8 +22,9 @@ import numpy as np
 
 from . import __version__, reference
 from .coldstart import peak_rss_bytes
-from .engine import BACKENDS, installed_backends, open_model
+from .engine import BACKENDS, check_model, installed_backends, open_model
 from .model_dir import load_bundle
+from .signing import trusted_keys
 from .stream import Chunk, StreamPreprocessor
 
 BATCH_SIZES = (1, 8, 32, 128)
@@ -73,11 +74,12 @@ def hardware() -> dict:
             "versions": versions}
 
 
-def cold_start(bundle_path: str, model_name: str, cache_dir: str) -> dict:
-    """Wall time from starting a fresh interpreter to its first prediction, and that process's peak RSS."""
+def cold_start(bundle_path: str, model_name: str, cache_dir: str, trust_paths=()) -> dict:
+    """Wall time from starting a fresh interpreter to its first prediction (signature check included when keys
+    are trusted), and that process's peak RSS."""
     env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "edgekit_runtime.coldstart", bundle_path, model_name],
+    r = subprocess.run([sys.executable, "-m", "edgekit_runtime.coldstart", bundle_path, model_name, *trust_paths],
                        capture_output=True, text=True, env=env, timeout=600)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
@@ -105,8 +107,9 @@ def bench_preprocessing(pre, n_windows: int, seed: int = 0) -> dict:
             "numpy_over_numba": float(np.median(ref) / np.median(nb)), "max_abs_diff": diff}
 
 
-def bench_model(model_file, pre, n_windows: int, threads: int, batch_sizes, evals) -> dict:
+def bench_model(model_file, pre, n_windows: int, threads: int, batch_sizes, evals, n_classes: int) -> dict:
     model = open_model(model_file, threads=threads)
+    check_model(model, len(pre.channels), pre.window, n_classes, str(model_file.path))
     rng = np.random.default_rng(0)
     one = pre.transform_windows(rng.normal(size=(1, len(pre.channels), pre.window)).astype(np.float32))
     for _ in range(20):
@@ -131,8 +134,8 @@ def bench_model(model_file, pre, n_windows: int, threads: int, batch_sizes, eval
 
 
 def run_bench(bundle_path, n_windows: int = 500, threads: int = 1, quick: bool = False,
-              progress: bool = False) -> dict:
-    b = load_bundle(bundle_path)
+              progress: bool = False, trust_paths=()) -> dict:
+    b = load_bundle(bundle_path, trust=trusted_keys(trust_paths))
     pre = b.preprocessing
     installed = installed_backends()
     runnable = [m for m in b.models if BACKENDS[m.format] in installed]
@@ -149,8 +152,8 @@ def run_bench(bundle_path, n_windows: int = 500, threads: int = 1, quick: bool =
         for step in bar:
             if step == "cold start" and runnable:
                 with tempfile.TemporaryDirectory() as cache:
-                    first = cold_start(str(b.path), runnable[0].name, cache)  # empty cache: numba compiles
-                    cached = cold_start(str(b.path), runnable[0].name, cache)
+                    first = cold_start(str(b.path), runnable[0].name, cache, trust_paths)  # numba compiles
+                    cached = cold_start(str(b.path), runnable[0].name, cache, trust_paths)
                 result["cold_start"] = {"model": runnable[0].name, "no_cache_s": first["seconds"],
                                         "cached_s": cached["seconds"], "peak_rss_bytes": cached["peak_rss_bytes"]}
             elif step == "preprocessing":
@@ -158,7 +161,8 @@ def run_bench(bundle_path, n_windows: int = 500, threads: int = 1, quick: bool =
             elif step != "cold start":
                 m = next(m for m in runnable if m.name == step)
                 result.setdefault("models", []).append(
-                    bench_model(m, pre, n_windows, threads, QUICK_BATCH_SIZES if quick else BATCH_SIZES, evals))
+                    bench_model(m, pre, n_windows, threads, QUICK_BATCH_SIZES if quick else BATCH_SIZES, evals,
+                                len(b.classes)))
     result["peak_rss_bytes"] = peak_rss_bytes()
     result["hardware"] = hardware()
     return result

@@ -57,6 +57,17 @@ def main():
 
 
 BUNDLE = click.argument("bundle", type=click.Path())
+TRUST = click.option(
+    "--trust", multiple=True, type=click.Path(exists=True), metavar="PUBKEY",
+    help="Only accept a bundle signed by this key (a .pub file from `edgekit keygen`, or a directory of them; "
+         "repeatable). Keys in $EDGEKIT_TRUST_DIR (default /etc/edgekit/trust) are always trusted: with any "
+         "trusted key, unsigned bundles and bundles signed by other keys are refused.")
+
+
+def trust_keys(paths) -> list[bytes] | None:
+    from .signing import trusted_keys
+
+    return trusted_keys(paths)
 
 
 def backend_options(f):
@@ -83,11 +94,12 @@ def backend_options(f):
 @click.option("--stride", type=int, help="Samples between window starts (default: the model's stride).")
 @click.option("--batch", default=32, show_default=True, help="Windows per model call.")
 @backend_options
+@TRUST
 @click.option("--strict", is_flag=True, help="Stop at the first bad row instead of skipping it.")
 @click.option("--label-column", help="A column of true labels: each record gets the window's majority label and "
                                      "the summary on stderr reports accuracy.")
 def run(bundle, input_path, out, fmt, follow, idle_timeout, only_changes, stride, batch, backend, precision, threads,
-        strict, label_column):
+        trust, strict, label_column):
     """Classify every window of INPUT with the model in BUNDLE (a directory or .tar.gz).
 
     INPUT is a CSV, JSON-lines or Parquet file (Parquet needs pyarrow), a directory of them, or - for stdin.
@@ -98,26 +110,38 @@ def run(bundle, input_path, out, fmt, follow, idle_timeout, only_changes, stride
     """
     from .runner import Runner
 
-    runner = Runner(bundle, threads=threads, stride=stride, batch=batch, backend=backend, precision=precision)
+    runner = Runner(bundle, threads=threads, stride=stride, batch=batch, backend=backend, precision=precision,
+                    trust=trust_keys(trust))
     runner.run_path(input_path, out=out, fmt=fmt, follow=follow, idle_timeout=idle_timeout, strict=strict,
                     label_column=label_column, only_changes=only_changes)
 
 
 @main.command()
 @BUNDLE
-def verify(bundle):
-    """Check BUNDLE without running it: every file against its sha256, known model formats, readable
-    preprocessing and evaluation windows, and (for a .tar.gz) a safe archive."""
+@TRUST
+def verify(bundle, trust):
+    """Check BUNDLE without running it: the signature (when keys are trusted or the bundle is signed), every file
+    against its sha256 and none unlisted, manifest and preprocessing against their schema, each model loaded
+    with its input and output shapes checked, readable evaluation windows, and (for a .tar.gz) a safe archive."""
+    from .engine import BACKENDS, check_model, installed_backends, open_model
     from .model_dir import load_bundle
 
-    b = load_bundle(bundle)
+    b = load_bundle(bundle, trust=trust_keys(trust))
     evals = b.eval_set()
     for name in b.manifest["files"]:
         click.echo(f"ok  {name}")
+    installed = installed_backends()
     for m in b.models:
-        click.echo(f"model  {m.name}: {m.format} {m.precision}")
+        if BACKENDS[m.format] in installed:
+            check_model(open_model(m), len(b.preprocessing.channels), b.preprocessing.window, len(b.classes),
+                        f"{bundle}: {m.name}")
+            checked = "loaded, shapes match"
+        else:
+            checked = f"not loaded ({BACKENDS[m.format]} not installed)"
+        click.echo(f"model  {m.name}: {m.format} {m.precision}, {checked}")
     if evals is not None:
         click.echo(f"eval   {len(evals[1])} windows")
+    click.echo(f"signed by {b.signer}" if b.signer else "unsigned")
     click.echo(f"{bundle}: verified ({len(b.manifest['files'])} files)")
 
 
@@ -135,7 +159,8 @@ REGRESSION_EXIT = 3
 @click.option("--threshold", default=1.25, show_default=True,
               help="With --compare: a time this many times the old one (or a throughput this many times lower) "
                    "is a regression; so is an accuracy drop over 0.005.")
-def bench(bundle, n_windows, threads, quick, json_out, compare_to, threshold):
+@TRUST
+def bench(bundle, n_windows, threads, quick, json_out, compare_to, threshold, trust):
     """Measure BUNDLE on this machine: cold start, preprocessing (numba vs numpy), latency and throughput of every
     model that runs here, peak RSS, file sizes, accuracy on the embedded evaluation windows, hardware."""
     from .bench import compare, format_table, run_bench
@@ -144,7 +169,7 @@ def bench(bundle, n_windows, threads, quick, json_out, compare_to, threshold):
     old = read_json(compare_to) if compare_to else None
     if old is not None and "preprocess" not in old:
         raise UserError(f"{compare_to}: not an `edgekit bench --json` result")
-    result = run_bench(bundle, n_windows=n_windows, threads=threads, quick=quick, progress=True)
+    result = run_bench(bundle, n_windows=n_windows, threads=threads, quick=quick, progress=True, trust_paths=trust)
     rows, regressions = compare(result, old, threshold) if old is not None else (None, [])
     if old is not None:
         result["comparison"] = {"against": compare_to, "threshold": threshold, "rows": rows,
@@ -162,12 +187,28 @@ def bench(bundle, n_windows, threads, quick, json_out, compare_to, threshold):
 @main.command()
 @BUNDLE
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def info(bundle, as_json):
-    """Show what a bundle holds: models with their inputs/outputs, preprocessing, classes, verification metrics."""
+@TRUST
+def info(bundle, as_json, trust):
+    """Show what a bundle holds: models with their inputs/outputs, preprocessing, classes, verification metrics,
+    and who signed it (the fingerprint of the signing key)."""
     from .describe import describe, format_description
 
-    d = describe(bundle)
+    d = describe(bundle, trust=trust_keys(trust))
     click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
+
+
+@main.command()
+@click.argument("key", type=click.Path(dir_okay=False))
+def keygen(key):
+    """Create an Ed25519 key pair for signing bundles: KEY (private, mode 0600; keep it off the boards) and
+    KEY.pub (public; copy it to each board's trust directory, $EDGEKIT_TRUST_DIR or /etc/edgekit/trust).
+
+    Sign with `edgekit bundle ... --sign KEY`; check with `edgekit verify BUNDLE --trust KEY.pub`."""
+    from .signing import fingerprint, generate_key, read_public_key
+
+    private, public = generate_key(key)
+    click.echo(f"wrote {private} (private, keep secret) and {public} (public)")
+    click.echo(f"key fingerprint {fingerprint(read_public_key(public))}")
 
 
 if __name__ == "__main__":

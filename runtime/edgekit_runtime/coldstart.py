@@ -1,8 +1,8 @@
 """Process start to first prediction, as `edgekit bench` measures it in a fresh interpreter.
 
-    python -m edgekit_runtime.coldstart BUNDLE MODEL_FILE
+    python -m edgekit_runtime.coldstart BUNDLE MODEL_FILE [TRUSTED_KEY ...]
 
-loads and verifies the bundle, streams one window of samples through the preprocessing and the model, and
+loads and verifies the bundle (its signature too when keys are trusted, here or in the trust directory), streams one window of samples through the preprocessing and the model, and
 prints one JSON line: seconds from interpreter start to the first prediction, and the process's peak RSS.
 """
 
@@ -18,9 +18,10 @@ def main(argv):
 
     from .engine import open_model
     from .model_dir import load_bundle
+    from .signing import trusted_keys
     from .stream import Chunk, StreamPreprocessor
 
-    bundle = load_bundle(argv[0])
+    bundle = load_bundle(argv[0], trust=trusted_keys(argv[2:]))
     model_file = next(m for m in bundle.models if m.name == argv[1])
     model = open_model(model_file)
     pre = bundle.preprocessing

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from .engine import BACKENDS, installed_backends, open_model
+from .engine import BACKENDS, check_model, installed_backends, open_model
 from .model_dir import load_bundle
 
 
-def describe(bundle) -> dict:
-    b = load_bundle(bundle)
+def describe(bundle, trust: list[bytes] | None = None) -> dict:
+    b = load_bundle(bundle, trust=trust)
     installed = installed_backends()
     models = []
     for m in b.models:
         entry = {"file": m.name, "format": m.format, "precision": m.precision, "bytes": m.path.stat().st_size,
                  "backend": BACKENDS[m.format], "verification": m.verification, "quantization": m.quantization}
         if BACKENDS[m.format] in installed:
-            entry.update(open_model(m).io())
+            model = open_model(m)
+            check_model(model, len(b.preprocessing.channels), b.preprocessing.window, len(b.classes),
+                        f"{b.path}: {m.name}")
+            entry.update(model.io())
         models.append(entry)
     return {
         "bundle": str(b.path),
@@ -24,6 +27,7 @@ def describe(bundle) -> dict:
         "model": b.manifest.get("model", {}),
         "eval_windows": (b.manifest.get("eval") or {}).get("windows"),
         "versions": b.manifest.get("versions", {}),
+        "signer": b.signer,
     }
 
 
@@ -58,5 +62,6 @@ def format_description(d: dict) -> str:
     ]
     if d["eval_windows"]:
         rows.append(("eval windows", d["eval_windows"]))
+    rows.append(("signed by", d["signer"] or "nobody (unsigned)"))
     width = max(len(k) for k, _ in rows) + 2
     return "\n".join(f"{k:<{width}}{v}" for k, v in rows)

@@ -184,3 +184,23 @@ def open_model(model_file, threads: int = 1) -> Model:
         raise UserError(f"--threads must be at least 1, got {threads}")
     loader = LiteRTModel if model_file.format == "tflite" else OnnxModel
     return loader(model_file.path, threads=threads)
+
+
+def check_model(model: Model, channels: int, window: int, n_classes: int, where: str) -> None:
+    """The model must take `[N, channels, window]` windows and give one finite score per class: checked on two
+    zero windows before a bundle is used, so a mismatched or broken model is refused in one line instead of
+    failing (or misleading) mid-run."""
+    try:
+        y = np.asarray(model.logits(np.zeros((2, channels, window), np.float32)))
+    except UserError:
+        raise
+    except Exception as e:  # the backends raise their own types for inputs a model does not take
+        raise UserError(f"{where}: input: the model does not take windows [N, {channels}, {window}] "
+                        f"({(str(e).strip().splitlines() or [type(e).__name__])[0][:200]})") from None
+    if y.ndim != 2 or y.shape[0] != 2:
+        raise UserError(f"{where}: output: expected [N, {n_classes}] class scores, got shape {list(y.shape)}")
+    if y.shape[1] != n_classes:
+        raise UserError(f"{where}: output: the model gives {y.shape[1]} class scores, the bundle lists "
+                        f"{n_classes} classes")
+    if not np.isfinite(y).all():
+        raise UserError(f"{where}: output: the model gives non-finite scores for a zero window")

@@ -1,10 +1,13 @@
 """Bundles: what is copied to the board. A directory (or a .tar.gz of one) holding model file(s),
 preprocess.json, manifest.json and optionally eval.npz (raw evaluation windows with labels).
 
-The manifest lists the sha256 of every file; a bundle with a missing file, a changed byte or a model in an
-unknown format is refused before anything is loaded, so a corrupted or tampered copy never produces
-predictions. A `.tar.gz` is unpacked member by member into a private temporary directory, refusing absolute
-paths, `..`, links and anything but regular files and directories. Nothing is ever unpickled.
+The manifest lists the sha256 of every file, and every file in the bundle must be listed; a bundle with a
+missing or unlisted file, a changed byte, a model in an unknown format or ONNX external data outside the
+bundle is refused before anything is loaded, so a corrupted or tampered copy never produces predictions.
+manifest.json and preprocess.json are checked against a schema (schema.py), and manifest.sig, when present or
+required by a trusted key, against the manifest (signing.py). A `.tar.gz` is unpacked member by member into a
+private temporary directory, refusing absolute paths, `..`, links, anything but regular files and
+directories, deep trees and too many members. Nothing is ever unpickled.
 
 Manifest format 1 is the single-model directory `edgekit export` writes; format 2 (`edgekit bundle`) lists
 several models (formats and precisions), the expected input and the evaluation windows.
@@ -15,17 +18,22 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import os
 import shutil
 import tarfile
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from .engine import PRECISIONS
+from . import schema
 from .errors import UserError
+from .onnx_refs import external_data
 from .preprocess import Preprocessing
+from .signing import SIGNATURE, check_signature
 
 MANIFEST = "manifest.json"
 PREPROCESS = "preprocess.json"
@@ -34,6 +42,8 @@ MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 MANIFEST_FORMATS = (1, 2)
 TAR_SUFFIXES = (".tar.gz", ".tgz")
 MAX_UNPACKED_BYTES = 1 << 30  # a bundle is kilobytes to megabytes; refuse archives that would fill the disk
+MAX_MEMBERS = 4 * schema.MAX_FILES  # archive members (files and directories)
+MAX_EVAL_BYTES = 256 << 20  # eval.npz, uncompressed
 
 
 def sha256_file(path: Path) -> str:
@@ -51,6 +61,8 @@ def read_json(path: Path) -> dict:
         raise UserError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
+    except (RecursionError, ValueError) as e:  # deep nesting; integers of thousands of digits
+        raise UserError(f"{path}: not readable JSON ({type(e).__name__})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data
@@ -81,6 +93,7 @@ class Bundle:
     preprocessing: Preprocessing
     classes: tuple[str, ...]
     manifest: dict
+    signer: str | None = None  # fingerprint of the key that signed manifest.json (checked), None if unsigned
 
     @property
     def model_file(self) -> Path:
@@ -91,35 +104,88 @@ class Bundle:
         name = (self.manifest.get("eval") or {}).get("file")
         if name is None:
             return None
+        where = f"{self.path}: {name}"
+        try:  # an .npz is a zip of .npy arrays: check the directory before numpy inflates anything
+            with zipfile.ZipFile(self.root / name) as z:
+                members = {i.filename: i.file_size for i in z.infolist()}
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+            raise UserError(f"{where}: not an .npz archive ({e or 'empty'})") from None
+        if set(members) != {"windows.npy", "labels.npy"}:
+            raise UserError(f"{where}: expected exactly the arrays 'windows' and 'labels', got "
+                            f"{', '.join(sorted(members)) or 'none'}")
+        if sum(members.values()) > MAX_EVAL_BYTES:
+            raise UserError(f"{where}: unpacks to more than {MAX_EVAL_BYTES >> 20} MiB")
         try:
             with np.load(self.root / name, allow_pickle=False) as z:
                 windows, labels = z["windows"], z["labels"]
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise UserError(f"{self.path}: unreadable evaluation windows {name} ({e})") from None
         c, t = len(self.preprocessing.channels), self.preprocessing.window
         if windows.ndim != 3 or windows.shape[1:] != (c, t) or labels.shape != (len(windows),) \
                 or not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0 \
                 or labels.max(initial=0) >= len(self.classes):
-            raise UserError(f"{self.path}: {name} does not hold [N, {c}, {t}] windows with class indices")
-        return windows.astype(np.float32), labels.astype(np.int64)
+            raise UserError(f"{where}: windows/labels: does not hold [N, {c}, {t}] windows with class indices")
+        if not np.issubdtype(windows.dtype, np.floating) and not np.issubdtype(windows.dtype, np.integer):
+            raise UserError(f"{where}: windows: expected numbers, got {windows.dtype}")
+        windows = windows.astype(np.float32)
+        if not np.isfinite(windows).all():
+            raise UserError(f"{where}: windows: holds NaN or infinite values (or values beyond float32)")
+        return windows, labels.astype(np.int64)
+
+
+def _bundle_files(root: Path, where: Path) -> set[str]:
+    """Every file under the bundle directory, as a relative POSIX path; refuses links, special files and trees
+    deeper or larger than a bundle can be."""
+    found, stack = set(), [(root, ())]
+    while stack:
+        directory, parts = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as e:
+            raise UserError(f"{where}: cannot list {'/'.join(parts) or 'the bundle'} ({e.strerror})") from None
+        for e in entries:
+            name = "/".join((*parts, e.name))
+            if e.is_symlink():
+                raise UserError(f"{where}: {name} is a link; a bundle holds regular files only")
+            if len(parts) + 1 > schema.MAX_PATH_PARTS:
+                raise UserError(f"{where}: {name} is nested more than {schema.MAX_PATH_PARTS} levels deep")
+            if e.is_dir():
+                stack.append((Path(e.path), (*parts, e.name)))
+            elif e.is_file():
+                found.add(name)
+            else:
+                raise UserError(f"{where}: {name} is not a regular file")
+            if len(found) + len(stack) > schema.MAX_FILES:
+                raise UserError(f"{where}: more than {schema.MAX_FILES} files")
+    return found
 
 
 def _verify_files(root: Path, where: Path, manifest: dict) -> dict:
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        raise UserError(f"{where}: manifest has no 'files' table with sha256 digests")
+    files = manifest["files"]
+    present = _bundle_files(root, where)
     for name, digest in files.items():
-        p = PurePosixPath(name)
-        if p.is_absolute() or ".." in p.parts or "\\" in name:
-            raise UserError(f"{where}: manifest names a file outside the bundle: {name}")
-        f = root / name
-        if not f.is_file() or f.is_symlink():
+        if name not in present:
             raise UserError(f"{where}: {name} is listed in the manifest but missing")
-        if sha256_file(f) != digest:
+        if sha256_file(root / name) != digest:
             raise UserError(f"{where}: {name} does not match its sha256 in the manifest (corrupted or modified)")
     if PREPROCESS not in files:
         raise UserError(f"{where}: {PREPROCESS} is not covered by the manifest's sha256 table")
+    # every byte a model may read must be covered, so no file may sit in the bundle unlisted
+    for name in sorted(present - set(files) - {MANIFEST, SIGNATURE}):
+        raise UserError(f"{where}: {name} is in the bundle but not in the manifest's sha256 table")
     return files
+
+
+def _check_external_data(root: Path, where: Path, name: str, files: dict) -> None:
+    """ONNX external data must be files of the bundle, listed (and so hashed) in the manifest."""
+    for location in external_data(root / name):
+        target = str(PurePosixPath(name).parent / location)  # onnxruntime resolves it next to the model
+        why = schema.check_bundle_path(target)
+        if why is not None:
+            raise UserError(f"{where}: {name}: external data {location!r} is {why}")
+        if target not in files:
+            raise UserError(f"{where}: {name}: external data {location!r} is not covered by the manifest's "
+                            "sha256 table")
 
 
 def _model_entries(where: Path, manifest: dict, files: dict) -> list[dict]:
@@ -157,8 +223,9 @@ def _check_input(where: Path, manifest: dict, pre: Preprocessing, classes: list)
         raise UserError(f"{where}: manifest and {PREPROCESS} disagree on the class names")
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Verify and read a bundle (directory or .tar.gz); raises UserError with a one-line reason when unusable."""
+def load_bundle(path: str | Path, trust: list[bytes] | None = None) -> Bundle:
+    """Verify and read a bundle (directory or .tar.gz); raises UserError with a one-line reason when unusable.
+    With `trust` (raw Ed25519 public keys, signing.trusted_keys), the manifest must be signed by one of them."""
     path = Path(path)
     if path.is_file() and path.name.endswith(TAR_SUFFIXES):
         root = _unpack(path)
@@ -168,16 +235,25 @@ def load_bundle(path: str | Path) -> Bundle:
         raise UserError(f"{path}: not a bundle (expected a directory or a {' / '.join(TAR_SUFFIXES)} archive)")
     else:
         raise UserError(f"{path}: no such bundle")
-    manifest = read_json(root / MANIFEST)
-    if manifest.get("format") not in MANIFEST_FORMATS:
-        raise UserError(f"{path}: unsupported manifest format {manifest.get('format')!r} "
+    # the signature is checked on the exact bytes parsed below, before anything else in them is believed
+    manifest_bytes = schema.read_limited(root / MANIFEST, f"{path}: {MANIFEST}")
+    sig_file = root / SIGNATURE
+    sig_bytes = schema.read_limited(sig_file, f"{path}: {SIGNATURE}", 4096) if sig_file.exists() else None
+    signer = check_signature(manifest_bytes, sig_bytes, trust, str(path))
+    manifest = schema.load_json(manifest_bytes, f"{path}: {MANIFEST}")
+    if manifest.get("format") not in MANIFEST_FORMATS or isinstance(manifest.get("format"), bool):
+        raise UserError(f"{path}: {MANIFEST}: format: unsupported manifest format {manifest.get('format')!r} "
                         f"(this runtime reads {', '.join(map(str, MANIFEST_FORMATS))}); upgrade edgekit-runtime")
+    schema.check_manifest(manifest, f"{path}: {MANIFEST}")
     files = _verify_files(root, path, manifest)
     models = _model_entries(path, manifest, files)
-    pre_json = read_json(root / PREPROCESS)
-    classes = pre_json.get("classes")
-    if not isinstance(classes, list) or not classes:
-        raise UserError(f"{path}: {PREPROCESS} is missing the list of class names ('classes')")
+    for m in models:
+        if model_format(m["file"]) == "onnx":
+            _check_external_data(root, path, m["file"], files)
+    pre_json = schema.load_json(schema.read_limited(root / PREPROCESS, f"{path}: {PREPROCESS}"),
+                                f"{path}: {PREPROCESS}")
+    schema.check_preprocess(pre_json, f"{path}: {PREPROCESS}")
+    classes = pre_json["classes"]
     pre = Preprocessing.from_json(pre_json)
     _check_input(path, manifest, pre, classes)
     eval_name = (manifest.get("eval") or {}).get("file")
@@ -191,6 +267,7 @@ def load_bundle(path: str | Path) -> Bundle:
         preprocessing=pre,
         classes=tuple(str(c) for c in classes),
         manifest=manifest,
+        signer=signer,
     )
 
 
@@ -198,13 +275,19 @@ def _unpack(archive: Path) -> Path:
     """Unpack into a private temporary directory removed at exit; return the directory holding manifest.json."""
     tmp = Path(tempfile.mkdtemp(prefix="edgekit-bundle-"))
     atexit.register(shutil.rmtree, tmp, True)
-    total = 0
+    total = members = 0
     try:
         with tarfile.open(archive, "r:gz") as tf:
             for m in tf:
                 p = PurePosixPath(m.name)
                 if p.is_absolute() or ".." in p.parts or "\\" in m.name or m.name.startswith("/"):
                     raise UserError(f"{archive}: refusing archive member outside the bundle: {m.name}")
+                members += 1
+                if members > MAX_MEMBERS:  # a bundle is a handful of files; stop before creating 200k inodes
+                    raise UserError(f"{archive}: more than {MAX_MEMBERS} archive members")
+                if len(p.parts) > schema.MAX_PATH_PARTS + 1:  # +1: the bundle's own top directory
+                    raise UserError(f"{archive}: {m.name[:80]}: nested more than {schema.MAX_PATH_PARTS + 1} "
+                                    "levels deep")
                 if m.issym() or m.islnk():
                     raise UserError(f"{archive}: refusing link in archive: {m.name}")
                 target = tmp.joinpath(*p.parts) if p.parts and p.parts != (".",) else tmp

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, TextIO
 
 import numpy as np
 
-from .engine import choose_models, open_model
+from .engine import check_model, choose_models, open_model
 from .errors import UserError
 from .files import atomic_write
 from .model_dir import load_bundle
@@ -23,11 +23,13 @@ SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parque
 
 class Runner:
     def __init__(self, bundle, threads: int = 1, stride: int | None = None, batch: int = 32,
-                 backend: str | None = None, precision: str | None = None):
-        self.bundle = load_bundle(bundle)
+                 backend: str | None = None, precision: str | None = None, trust: list[bytes] | None = None):
+        self.bundle = load_bundle(bundle, trust=trust)
         self.pre = self.bundle.preprocessing
         self.model_file = choose_models(self.bundle, backend, precision)[0]
         self.model = open_model(self.model_file, threads=threads)
+        check_model(self.model, len(self.pre.channels), self.pre.window, len(self.bundle.classes),
+                    f"{bundle}: {self.model_file.name}")
         self.stride = stride or self.pre.stride
         if self.stride < 1 or batch < 1:
             raise UserError("--stride and --batch must be positive")
