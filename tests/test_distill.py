@@ -24,7 +24,7 @@ QUICK = TrainSettings(epochs=15, patience=15, batch_size=16)
 def teacher(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "ft"
     spec = _data_spec("BasicMotions", None, None, None, None, None, None)
-    finetune(spec, str(out), size="tiny", epochs=40, progress=False)
+    finetune(spec, str(out), size="tiny", settings=TrainSettings(epochs=40, lr=1e-3), progress=False)
     return out
 
 

@@ -24,11 +24,11 @@ dataset = "BasicMotions"
 size = "tiny"
 [pretrain]
 steps = {steps}
-batch_size = 16
+tokens_per_step = 256
 eval_every = 2
 checkpoint_every = 2
 [finetune]
-epochs = 2
+steps = 4
 [student]
 params = "{params}"
 [distill]

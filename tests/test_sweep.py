@@ -4,9 +4,11 @@ import json
 
 import numpy as np
 import pytest
+
 from click.testing import CliRunner
 
 from edgekit.scaling import fit, pareto_front, power_law, predict
+from edgekit.train_settings import TrainSettings
 from edgekit_runtime.cli import main
 
 
@@ -60,7 +62,7 @@ def test_sweep_distils_from_one_cached_teacher(tmp_path):
     from edgekit.teacher.finetune import finetune
 
     teacher = tmp_path / "teacher"
-    finetune({"dataset": "BasicMotions"}, str(teacher), size="tiny", epochs=1, progress=False)
+    finetune({"dataset": "BasicMotions"}, str(teacher), size="tiny", settings=TrainSettings(epochs=1), progress=False)
     r = CliRunner().invoke(main, ["sweep", "--teacher", str(teacher), "--params", "1k,3k,10k", "--seeds", "1",
                                   "--epochs", "2", "--out", str(tmp_path / "sweep")])
     assert r.exit_code == 0, r.output
