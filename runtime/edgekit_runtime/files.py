@@ -1,9 +1,15 @@
-"""Atomic writes: a reader sees the old file (or nothing) or the complete new one, never a partial write."""
+"""Atomic writes: a reader sees the old file (or nothing) or the complete new one, never a partial write.
+
+A path through a symlink writes the file the link points to (the link stays); a character device or FIFO
+(/dev/null, a pipe to another program) cannot be replaced by a rename, so it is written directly; a block
+device, socket or directory is refused.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,13 +22,27 @@ from .errors import UserError
 def atomic_write(path: str | Path, binary: bool = False) -> Iterator[TextIO]:
     """Open a file for writing (text, or bytes with `binary`) that appears at `path` only when the block
     completes without error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = Path(os.path.realpath(path))  # renaming onto a symlink would replace the link itself
+    mode = target.stat().st_mode if target.exists() else stat.S_IFREG
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        try:
+            f = open(target, "wb" if binary else "w", **({} if binary else {"newline": ""}))
+        except OSError as e:
+            raise UserError(f"{path}: cannot write ({e.strerror})") from None
+        with f:
+            yield f
+        return
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: not a regular file, character device or FIFO; refusing to replace it")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror})") from None
     try:
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="")) as f:
             yield f
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
