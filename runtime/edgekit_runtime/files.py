@@ -11,7 +11,7 @@ import os
 import shutil
 import stat
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -19,9 +19,25 @@ from .errors import UserError
 
 
 @contextmanager
+def _closing(f, path) -> Iterator:
+    """Yield `f`, then close it: a close that fails (a full disk shows there) is a UserError; when the block
+    failed already, its error is the one that counts."""
+    try:
+        yield f
+    except BaseException:
+        with suppress(OSError):
+            f.close()
+        raise
+    try:
+        f.close()
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror})") from None
+
+
+@contextmanager
 def atomic_write(path: str | Path, binary: bool = False) -> Iterator[TextIO]:
     """Open a file for writing (text, or bytes with `binary`) that appears at `path` only when the block
-    completes without error."""
+    completes without error (a character device or FIFO is written directly, see above)."""
     target = Path(os.path.realpath(path))  # renaming onto a symlink would replace the link itself
     mode = target.stat().st_mode if target.exists() else stat.S_IFREG
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
@@ -29,7 +45,7 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[TextIO]:
             f = open(target, "wb" if binary else "w", **({} if binary else {"newline": ""}))
         except OSError as e:
             raise UserError(f"{path}: cannot write ({e.strerror})") from None
-        with f:
+        with _closing(f, path):
             yield f
         return
     if not stat.S_ISREG(mode):
@@ -40,7 +56,7 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[TextIO]:
     except OSError as e:
         raise UserError(f"{path}: cannot write ({e.strerror})") from None
     try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="")) as f:
+        with _closing(os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline=""), path) as f:
             yield f
         os.replace(tmp, target)
     except BaseException:

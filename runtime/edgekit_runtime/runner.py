@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
@@ -165,7 +165,8 @@ def _sink(out: str | None, live: bool) -> Iterator[_Output]:
             sink.write("", flush=True)
         finally:
             if sink.file is not None:
-                sink.file.close()
+                with suppress(OSError):  # a failed write has been reported already
+                    sink.file.close()
     else:
         with atomic_write(out) as f:
             sink = _Output(out, lambda: f, live)
