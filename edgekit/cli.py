@@ -29,9 +29,10 @@ def data_options(f):
     """Options that say which data to load; shared by every command that reads a dataset."""
     opts = [
         click.argument("dataset"),
-        click.option("--window", type=int, help="Samples per window (recordings: Daphnet and your own files)."),
-        click.option("--stride", type=int, help="Samples between window starts (default: the window length; "
-                                                "Daphnet: 128)."),
+        click.option("--window", type=click.IntRange(min=1),
+                     help="Samples per window (recordings: Daphnet and your own files)."),
+        click.option("--stride", type=click.IntRange(min=1),
+                     help="Samples between window starts (default: the window length; Daphnet: 128)."),
         click.option("--time-column", help="Time column of your files: seconds or ISO-8601 [default: time]."),
         click.option("--label-column", help="Label column of your files (a window takes its majority label)."),
         click.option("--channels", help="Comma-separated channel columns of your files [default: all others]."),
@@ -149,13 +150,13 @@ def recipe_options(f):
 
     d = TrainSettings()
     opts = [
-        click.option("--steps", default=d.steps, show_default=True,
+        click.option("--steps", default=d.steps, show_default=True, type=click.IntRange(min=1),
                      help="Optimiser steps; the epochs follow from the number of training windows."),
-        click.option("--epochs", type=int, help="A fixed number of epochs instead of --steps."),
-        click.option("--patience", type=int, help="Stop early after this many epochs without a better validation "
+        click.option("--epochs", type=click.IntRange(min=1), help="A fixed number of epochs instead of --steps."),
+        click.option("--patience", type=click.IntRange(min=1), help="Stop early after this many epochs without a better validation "
                                                   "loss [default: no early stopping, keep the last weights]."),
         click.option("--lr", default=d.lr, show_default=True, help="Peak learning rate (warm-up, then cosine decay)."),
-        click.option("--batch-size", default=d.batch_size, show_default=True),
+        click.option("--batch-size", default=d.batch_size, show_default=True, type=click.IntRange(min=1)),
         click.option("--label-smoothing", default=d.label_smoothing, show_default=True),
         click.option("--augment/--no-augment", default=d.augment, show_default=True,
                      help="Random gain, noise and time shift of every training batch."),
@@ -324,7 +325,7 @@ def quantize(checkpoint, fmt, out, qat, epochs, lr, save_checkpoint, **options):
                                 "fine-tuned on]; must have the teacher's channels and classes.")
 @click.option("--unlabeled", multiple=True, help="Extra unlabelled data (bundled name or files), used through "
                                                  "the teacher's soft labels; repeatable.")
-@click.option("--window", type=int, help="Window length for --unlabeled recordings (default: the teacher's).")
+@click.option("--window", type=click.IntRange(min=1), help="Window length for --unlabeled recordings (default: the teacher's).")
 @click.option("--params", default="10k", show_default=True, help="Student parameter budget (e.g. 3k, 10k, 30k).")
 @click.option("--width", type=float, help="Set the student width directly instead of --params.")
 @click.option("--ce-weight", default=1.0, show_default=True, help="Weight of cross-entropy on labels.")

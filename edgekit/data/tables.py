@@ -11,6 +11,7 @@ import pandas as pd
 
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.preprocess import window_labels
+from edgekit_runtime.readers import MAX_ABS_VALUE
 
 from .windows import WindowSet, cut_windows
 
@@ -45,6 +46,10 @@ def _numeric(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     if nonfinite.any():
         i = int(np.flatnonzero(nonfinite)[0])
         raise UserError(f"{path}: {_row(path, i)}, column {col!r}: missing, NaN or infinite value")
+    huge = np.abs(arr) > MAX_ABS_VALUE  # as `edgekit run` does: larger values overflow the float32 statistics
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise UserError(f"{path}: {_row(path, i)}, column {col!r}: value {arr[i]:g} beyond ±{MAX_ABS_VALUE:g}")
     return arr
 
 

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from importlib.metadata import entry_points
 
 import click
@@ -13,6 +15,16 @@ from . import __version__
 from .errors import UserError
 
 PLUGIN_GROUP = "edgekit.commands"
+MAX_THREADS = 256  # more threads than any board has cores only costs memory (100000 took 16 GB)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that the cleanup Ctrl-C runs (temporary files, staging directories)
+    runs for it too."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 class EdgekitGroup(click.Group):
@@ -36,14 +48,22 @@ class EdgekitGroup(click.Group):
         return super().get_command(ctx, name) or self._plugins().get(name)
 
     def invoke(self, ctx):
+        main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
         except UserError as e:
             click.echo(f"edgekit: error: {e}", err=True)
             ctx.exit(1)
+        except Terminated:
+            click.echo("edgekit: terminated", err=True)
+            ctx.exit(143)
         except KeyboardInterrupt:
             click.echo("edgekit: interrupted", err=True)
             ctx.exit(130)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=EdgekitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,7 +94,8 @@ def backend_options(f):
     """Which of a bundle's models runs, and with how many threads."""
     from .engine import BACKENDS, PRECISIONS
 
-    f = click.option("--threads", default=1, show_default=True, help="Inference threads.")(f)
+    f = click.option("--threads", default=1, show_default=True, type=click.IntRange(1, MAX_THREADS),
+                     help="Inference threads.")(f)
     f = click.option("--precision", type=click.Choice(PRECISIONS),
                      help="Run the bundle's model of this precision [default: the first one that runs here].")(f)
     f = click.option("--backend", type=click.Choice(sorted(set(BACKENDS.values()))),
@@ -85,14 +106,18 @@ def backend_options(f):
 @main.command()
 @BUNDLE
 @click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True))
-@click.option("--out", type=click.Path(dir_okay=False), help="Write JSON lines here instead of stdout.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write JSON lines here instead of stdout: atomically (complete or absent), or for stdin and "
+                   "--follow line by line. Through a symlink, the file it points to is written; a character device "
+                   "or FIFO is written directly; a block device or socket is refused.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]),
               help="Input format [default: from the file suffix, else detected from the first line].")
 @click.option("--follow", is_flag=True, help="Keep reading INPUT as it grows (like tail -f).")
-@click.option("--idle-timeout", type=float, help="With --follow: stop after this many seconds without new data.")
+@click.option("--idle-timeout", type=click.FloatRange(min=0),
+              help="With --follow: stop after this many seconds without new data.")
 @click.option("--only-changes", is_flag=True, help="Write a record only when the predicted class changes.")
-@click.option("--stride", type=int, help="Samples between window starts (default: the model's stride).")
-@click.option("--batch", default=32, show_default=True, help="Windows per model call.")
+@click.option("--stride", type=click.IntRange(min=1), help="Samples between window starts (default: the model's stride).")
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(min=1), help="Windows per model call.")
 @backend_options
 @TRUST
 @click.option("--strict", is_flag=True, help="Stop at the first bad row instead of skipping it.")
@@ -106,7 +131,14 @@ def run(bundle, input_path, out, fmt, follow, idle_timeout, only_changes, stride
     CSV has a header row naming the columns: the model's channel columns (any order, extra columns ignored) and
     optionally a `time` column (seconds or ISO-8601); JSON lines and Parquet have the same keys/columns. Writes one JSON line per window:
     {"source", "window_end", "class", "probabilities", "latency_ms"}. Bad rows are reported on stderr with their
-    line number and skipped; a window never spans a bad row.
+    line number and skipped; a window never spans a bad row. A row is bad when a value is not a number (JSON
+    true/false included), NaN, infinite or beyond ±1e15, or its time is beyond year 9999 or goes backwards.
+
+    Text is UTF-8 (a leading byte-order mark is dropped); lines end at LF or CRLF and hold at most 1 MiB
+    (1048576 characters): a longer line stops the run with an error. The first JSON object must hold every
+    channel, as a CSV header must name every channel column. With --follow, a line is read only once its line
+    end arrives, and a file that shrinks (copytruncate log rotation) is read again from its start.
+    A run that stops with an error leaves no --out file and exits non-zero.
     """
     from .runner import Runner
 
@@ -150,8 +182,10 @@ REGRESSION_EXIT = 3
 
 @main.command()
 @BUNDLE
-@click.option("--windows", "n_windows", default=500, show_default=True, help="Timed windows per measurement.")
-@click.option("--threads", default=1, show_default=True, help="Inference threads.")
+@click.option("--windows", "n_windows", default=500, show_default=True, type=click.IntRange(min=1),
+              help="Timed windows per measurement.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, MAX_THREADS),
+              help="Inference threads.")
 @click.option("--quick", is_flag=True, help="Fewer repetitions and batch sizes: a rough answer in seconds.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
 @click.option("--compare", "compare_to", type=click.Path(dir_okay=False, exists=True),

@@ -1,11 +1,17 @@
-"""Atomic writes: a reader sees the old file (or nothing) or the complete new one, never a partial write."""
+"""Atomic writes: a reader sees the old file (or nothing) or the complete new one, never a partial write.
+
+A path through a symlink writes the file the link points to (the link stays); a character device or FIFO
+(/dev/null, a pipe to another program) cannot be replaced by a rename, so it is written directly; a block
+device, socket or directory is refused.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -13,16 +19,46 @@ from .errors import UserError
 
 
 @contextmanager
+def _closing(f, path) -> Iterator:
+    """Yield `f`, then close it: a close that fails (a full disk shows there) is a UserError; when the block
+    failed already, its error is the one that counts."""
+    try:
+        yield f
+    except BaseException:
+        with suppress(OSError):
+            f.close()
+        raise
+    try:
+        f.close()
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror})") from None
+
+
+@contextmanager
 def atomic_write(path: str | Path, binary: bool = False) -> Iterator[TextIO]:
     """Open a file for writing (text, or bytes with `binary`) that appears at `path` only when the block
-    completes without error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="")) as f:
+    completes without error (a character device or FIFO is written directly, see above)."""
+    target = Path(os.path.realpath(path))  # renaming onto a symlink would replace the link itself
+    mode = target.stat().st_mode if target.exists() else stat.S_IFREG
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        try:
+            f = open(target, "wb" if binary else "w", **({} if binary else {"newline": ""}))
+        except OSError as e:
+            raise UserError(f"{path}: cannot write ({e.strerror})") from None
+        with _closing(f, path):
             yield f
-        os.replace(tmp, path)
+        return
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: not a regular file, character device or FIFO; refusing to replace it")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror})") from None
+    try:
+        with _closing(os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline=""), path) as f:
+            yield f
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class Runner:
         self.model = open_model(self.model_file, threads=threads)
         check_model(self.model, len(self.pre.channels), self.pre.window, len(self.bundle.classes),
                     f"{bundle}: {self.model_file.name}")
-        self.stride = stride or self.pre.stride
+        self.stride = self.pre.stride if stride is None else stride
         if self.stride < 1 or batch < 1:
             raise UserError("--stride and --batch must be positive")
         self.batch = batch
@@ -47,6 +47,10 @@ class Runner:
             probs = self.model.predict_proba(windows[i : i + self.batch])
             latency_ms = (time.perf_counter() - t0) * 1e3 / len(probs)
             for j, (end, p) in enumerate(zip(ends[i : i + self.batch], probs)):
+                if not np.isfinite(p).all():  # the readers' value limits should prevent this; never write NaN
+                    print(f"edgekit: warning: {source}: window ending at {end:g}: the model's output is not finite; "
+                          "window skipped", file=sys.stderr, flush=True)
+                    continue
                 rec = {
                     "source": source,
                     "window_end": float(end),
@@ -96,14 +100,12 @@ class Runner:
             for name, lines, source_fmt in sources:
                 for rec in self.run_stream(lines, name, fmt=source_fmt, **options):
                     sink.write(json.dumps(rec) + "\n")
-                    if live:
-                        sink.flush()
 
     def _sources(self, input_path: str, fmt: str | None, follow: bool, idle_timeout: float | None):
         if input_path == "-":
             if follow or fmt == "parquet":
                 raise UserError("stdin takes CSV or JSON lines, and is followed anyway (no --follow)")
-            yield "<stdin>", live_lines(sys.stdin.buffer, follow=False), fmt
+            yield "<stdin>", live_lines(sys.stdin.buffer, "<stdin>"), fmt
             return
         path = Path(input_path)
         if path.is_dir():
@@ -123,27 +125,52 @@ class Runner:
                 yield str(p), p, "parquet"
                 continue
             try:
-                f = open(p, "rb") if follow else open(p, newline="", encoding="utf-8", errors="replace")
+                f = open(p, "rb")
             except OSError as e:
                 raise UserError(f"{p}: cannot open ({e.strerror})") from None
             with f:
-                lines = live_lines(f, follow=True, idle_timeout=idle_timeout) if follow else f
-                yield str(p), lines, fmt or SUFFIX_FORMATS.get(p.suffix.lower())
+                yield str(p), live_lines(f, str(p), follow, idle_timeout=idle_timeout), \
+                    fmt or SUFFIX_FORMATS.get(p.suffix.lower())
+
+
+class _Output:
+    """Where the JSON lines go. A file is opened at the first write, so a run refused before its first window
+    leaves none; a failed write (disk full, /dev/full, a closed pipe) is a UserError."""
+
+    def __init__(self, name: str, open_file: Callable[[], TextIO], live: bool):
+        self.name, self.open_file, self.live = name, open_file, live
+        self.file: TextIO | None = None
+
+    def write(self, text: str, flush: bool = False) -> None:
+        try:
+            if self.file is None:
+                self.file = self.open_file()
+            self.file.write(text)
+            if flush or self.live:
+                self.file.flush()
+        except OSError as e:
+            raise UserError(f"{self.name}: cannot write ({e.strerror})") from None
 
 
 @contextmanager
-def _sink(out: str | None, live: bool) -> Iterator[TextIO]:
+def _sink(out: str | None, live: bool) -> Iterator[_Output]:
     """stdout; or a file written atomically (complete or absent), except for live input, where the output
-    grows line by line as windows arrive."""
+    grows line by line as windows arrive. A run that ends cleanly leaves its output even without windows."""
     if out is None:
-        yield sys.stdout
+        sink = _Output("<stdout>", lambda: sys.stdout, live)
+        yield sink
+        sink.write("", flush=True)
     elif live:
+        sink = _Output(out, lambda: open(out, "w"), live)
         try:
-            f = open(out, "w")
-        except OSError as e:
-            raise UserError(f"{out}: cannot write ({e.strerror})") from None
-        with f:
-            yield f
+            yield sink
+            sink.write("", flush=True)
+        finally:
+            if sink.file is not None:
+                with suppress(OSError):  # a failed write has been reported already
+                    sink.file.close()
     else:
         with atomic_write(out) as f:
-            yield f
+            sink = _Output(out, lambda: f, live)
+            yield sink
+            sink.write("", flush=True)
