@@ -29,19 +29,20 @@ def measure(backend: str, n: int, repeats: int) -> dict:
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    cfg = TeacherConfig(n_channels=3, d_model=64, layers=1, heads=4, ff=128, dropout=0.0, attention=backend,
-                        block=64, topk=4, chunk=256, min_period=0.02, max_period=4 * n)
+    cfg = TeacherConfig(d_model=64, layers=1, heads=4, ff=128, dropout=0.0, attention=backend, patch=1,
+                        block=64, topk=4, chunk=256)
     model = Teacher(cfg)
-    values = torch.randn(1, 3, n)
+    values = torch.randn(1, 1, n)  # one channel, one sample per token: n tokens
     times = torch.cumsum(torch.rand(1, n) * 2, 1)  # irregular sampling
     observed = torch.ones(1, n, dtype=torch.bool)
-    tokens, t, obs = model.tokenize(values, times, observed)
-    model(tokens[:, :64], t[:, :64], obs[:, :64])[0].sum().backward()  # one-time start-up costs, not counted
+    tokens = model.tokenize(values, times, observed)
+    head = tokens._replace(values=tokens.values[:, :64], times=tokens.times[:, :64], observed=tokens.observed[:, :64])
+    model(head)[0].sum().backward()  # one-time start-up costs, not counted
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times_s = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        model(tokens, t, obs)[0].square().mean().backward()
+        model(tokens)[0].square().mean().backward()
         times_s.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": min(times_s), "peak_mib": (peak - base) / 1024}

@@ -27,7 +27,7 @@ def corrupt(ds, pre, seed: int):
     from edgekit.teacher.data import prepare
 
     rng = np.random.default_rng(seed)
-    clean = prepare(ds, pre)
+    clean = prepare(ds, pre, 1)
     std = np.asarray(pre.std, np.float32)[None, :, None]
     sigma_norm = np.where(rng.random(ds.values.shape) < 0.25, 0.8, 0.2).astype(np.float32)  # normalised units
     noisy = ds.values + rng.standard_normal(ds.values.shape).astype(np.float32) * sigma_norm * std
@@ -44,7 +44,7 @@ def main():
     args = ap.parse_args()
 
     from edgekit.data import load_dataset, split_dataset
-    from edgekit.teacher.data import prepare, time_scales
+    from edgekit.teacher.data import prepare
     from edgekit.teacher.model import Teacher, TeacherConfig
     from edgekit.teacher.pretrain import PretrainSettings, pretrain, reconstruction_rmse
     from edgekit.teacher.store import TeacherCheckpoint
@@ -60,16 +60,16 @@ def main():
             _, train_c = corrupt(train, pre, seed)
             _, val_c = corrupt(val, pre, seed + 100)
             clean_test, test_c = corrupt(test, pre, seed + 200)
-            data = {k: prepare(v, pre) for k, v in (("train", train_c), ("val", val_c), ("test", test_c))}
+            data = {k: prepare(v, pre, 1) for k, v in (("train", train_c), ("val", val_c), ("test", test_c))}
             for mask_token in (True, False):
                 for weighting in (True, False):
                     torch.manual_seed(seed)
-                    model = Teacher(TeacherConfig.of_size(args.size, n_channels=12, **time_scales(ds)))
+                    model = Teacher(TeacherConfig.of_size(args.size, patch=1))
                     s = PretrainSettings(steps=args.steps, eval_every=args.steps, checkpoint_every=args.steps,
                                          warmup=50, seed=seed, use_mask_token=mask_token, use_uncertainty=weighting)
-                    pretrain(TeacherCheckpoint(model, pre, {}), data["train"], data["val"], s, f"{tmp}/{seed}",
+                    pretrain(TeacherCheckpoint(model, pre, {}), [data["train"]], [data["val"]], s, f"{tmp}/{seed}",
                              progress=False)
-                    rmse = reconstruction_rmse(model, data["test"], s, target=clean_test.values)
+                    rmse = reconstruction_rmse(model, [data["test"]], s, clean=[clean_test])
                     row = {"seed": seed, "mask_token": mask_token, "uncertainty_weighting": weighting,
                            "clean_rmse": rmse}
                     rows.append(row)

@@ -10,6 +10,7 @@ from scratch on the same labelled windows; compare test macro-F1 on the benchmar
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import sys
 import tempfile
 from pathlib import Path
@@ -26,12 +27,13 @@ def main():
     ap.add_argument("--labels-per-class", type=int, default=3)
     ap.add_argument("--size", default="small")
     ap.add_argument("--steps", type=int, default=800, help="Pretraining steps.")
-    ap.add_argument("--epochs", type=int, default=150, help="Fine-tuning epochs (early stopping on validation).")
+    ap.add_argument("--epochs", type=int, help="Fine-tuning epochs [default: the fine-tuning recipe's steps].")
     args = ap.parse_args()
 
     from edgekit.cli import _data_spec
     from edgekit.teacher.finetune import finetune
     from edgekit.teacher.run import start_or_resume
+    from edgekit.train_settings import FINETUNE
     from results import write
 
     rows = []
@@ -40,14 +42,14 @@ def main():
             spec = _data_spec(name, None, None, None, None, None, None)
             for seed in range(args.seeds):
                 run = Path(tmp) / f"{name}-{seed}"
-                settings = dict(steps=args.steps, batch_size=32, lr=1e-3, warmup=50, eval_every=args.steps,
+                settings = dict(steps=args.steps, tokens_per_step=4096, max_tokens=64, lr=1e-3, warmup=50, eval_every=args.steps,
                                 checkpoint_every=args.steps, seed=seed,
                                 mask=dict(prob=0.5, random=0.2, keep=0.2, span=1))
                 split = dict(split_method=None, test_groups=None, val=0.2, test=0.2)
                 pre = start_or_resume(spec, str(run / "pretrained"), {"size": args.size, "attention": "dense"},
                                       settings, split, progress=False)
-                common = dict(labels_per_class=args.labels_per_class, seed=seed, epochs=args.epochs, patience=30,
-                              progress=False)
+                common = dict(labels_per_class=args.labels_per_class, progress=False,
+                              settings=replace(FINETUNE, seed=seed, epochs=args.epochs))
                 a = finetune(spec, str(run / "ft"), pretrained=str(run / "pretrained"), **common)
                 b = finetune(spec, str(run / "scratch"), size=args.size, **common)
                 row = {"dataset": name, "seed": seed, "labelled_windows": a["windows"]["train"],

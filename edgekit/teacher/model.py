@@ -161,6 +161,12 @@ class Teacher(nn.Module):
         x = nn.functional.pad(x, (0, (-x.shape[2]) % self.cfg.patch), value=fill)
         return x.reshape(x.shape[0] * x.shape[1], -1)
 
+    def normalised_like(self, tok: Tokens, values: torch.Tensor) -> torch.Tensor:
+        """Other values of the same windows (e.g. clean ones, when the inputs were noised) [B, C, T] as token
+        values in `tok`'s instance-normalised units [B·C, L, P]."""
+        x = (self.channel_samples(values) - tok.stats[:, :1]) / tok.scale[:, None]
+        return patches(x, self.cfg.patch) * tok.observed[..., None]
+
     def encode(self, tok: Tokens, masked: torch.Tensor | None = None):
         """Token embeddings [B·C, L, d] and per-channel embeddings [B·C, d]. `masked` [B·C, L]: positions whose
         value embedding is replaced by the MASK token."""

@@ -69,17 +69,24 @@ def masked_batch(model: Teacher, batch: TeacherData, s: PretrainSettings, gen: t
     return tok._replace(values=values), mask_token, tok.values, loss_mask, weights
 
 
-def reconstruction_rmse(model: Teacher, sources: list[TeacherData], s: PretrainSettings, seed: int = 1234) -> float:
+def reconstruction_rmse(model: Teacher, sources: list[TeacherData], s: PretrainSettings, seed: int = 1234,
+                        clean: list[TeacherData] | None = None) -> float:
     """RMSE on masked positions of every window of `sources` (cropped to `max_tokens` patches) with a fixed
-    masking draw, so it is comparable across steps and runs."""
+    masking draw, so it is comparable across steps and runs. `clean`: the same windows before noise was added,
+    to compare with instead of the inputs."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
+    crop = s.max_tokens * model.cfg.patch
     preds, targets, masks = [], [], []
     with torch.no_grad():
-        for data in sources:
-            data = data.crop(0, s.max_tokens * model.cfg.patch)
+        for k, data in enumerate(sources):
+            data = data.crop(0, crop)
             for i in range(0, len(data), 256):
-                inputs, mask_token, target, loss_mask, _ = masked_batch(model, data.take(slice(i, i + 256)), s, gen)
+                batch = data.take(slice(i, i + 256))
+                inputs, mask_token, target, loss_mask, _ = masked_batch(model, batch, s, gen)
+                if clean is not None:
+                    tok = model.tokenize(batch.values, batch.times, batch.observed)
+                    target = model.normalised_like(tok, clean[k].crop(0, crop).values[i : i + 256])
                 preds.append(model(inputs, mask_token)[0].flatten(0, 1))
                 targets.append(target.flatten(0, 1))
                 masks.append(loss_mask.flatten())
