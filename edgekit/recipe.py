@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit_runtime.errors import UserError
-from .train_settings import FINETUNE
+from .train_settings import FINETUNE, TrainSettings
 
 REQUIRED = object()
+STUDENT = TrainSettings()  # the student recipe's defaults: distillation trains the same way
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,10 @@ def _sections() -> dict[str, dict[str, Key]]:
         "student": {"params": Key(str, "10k"), "width": Key(int)},
         "distill": {
             "ce_weight": Key(float, 1.0), "kd_weight": Key(float, 1.0), "feature_weight": Key(float, 0.5),
-            "temperature": Key(float, 4.0), "steps": Key(int, 1500), "epochs": Key(int), "patience": Key(int),
-            "lr": Key(float, 3e-3), "batch_size": Key(int, 16), "label_smoothing": Key(float, 0.1),
-            "augment": Key(bool, True), "unlabeled": Key((list, str), []),
+            "temperature": Key(float, 4.0), "steps": Key(int, STUDENT.steps), "epochs": Key(int), "patience": Key(int),
+            "lr": Key(float, STUDENT.lr), "batch_size": Key(int, STUDENT.batch_size),
+            "label_smoothing": Key(float, STUDENT.label_smoothing), "augment": Key(bool, STUDENT.augment),
+            "unlabeled": Key((list, str), []),
         },
         "bundle": {"archive": Key(bool, False), "eval_windows": Key(int, 200)},
         "bench": {"windows": Key(int, 200), "threads": Key(int, 1), "quick": Key(bool, True)},

@@ -10,12 +10,12 @@ from edgekit_runtime.errors import UserError
 
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int = 1500  # optimiser steps; epochs = steps / batches per epoch, at most max_epochs
+    steps: int = 4000  # optimiser steps; epochs = steps / batches per epoch, at most max_epochs
     epochs: int | None = None  # a fixed number of epochs instead of `steps`
     max_epochs: int = 1000
     lr: float = 3e-3
     weight_decay: float = 1e-2
-    batch_size: int = 16
+    batch_size: int = 64
     warmup: float = 0.05  # share of the steps with a linearly rising learning rate
     label_smoothing: float = 0.1
     augment: bool = True  # edgekit.augment.Augment on every training batch of a student
