@@ -332,6 +332,11 @@ def quantize(checkpoint, fmt, out, qat, epochs, lr, save_checkpoint, **options):
 @click.option("--kd-weight", default=1.0, show_default=True, help="Weight of T²·KL to the teacher's soft labels.")
 @click.option("--feature-weight", default=0.5, show_default=True, help="Weight of matching the teacher's embedding.")
 @click.option("--temperature", default=4.0, show_default=True, help="Softmax temperature T of the KL term.")
+@click.option("--labels-per-class", type=click.IntRange(min=1),
+              help="Keep this many labels per class of the training split; the other windows learn from the "
+                   "teacher's soft labels only [default: as many as the teacher was fine-tuned with].")
+@click.option("--refit/--no-refit", default=True, show_default=True,
+              help="Refit the better student on training + validation windows (--no-refit keeps the first fit).")
 @recipe_options
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Student checkpoint [default: TEACHER/../student].")
@@ -339,10 +344,12 @@ def quantize(checkpoint, fmt, out, qat, epochs, lr, save_checkpoint, **options):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def distill(teacher, dataset, unlabeled, window, params, width, ce_weight, kd_weight, feature_weight, temperature,
-            out, overwrite, json_out, quiet, **recipe):
+            labels_per_class, refit, out, overwrite, json_out, quiet, **recipe):
     """Distil a fine-tuned TEACHER into an MSA-CNN student; the result exports like any trained student.
 
-    Teacher outputs are cached next to the teacher, so distilling several students runs the teacher once.
+    The same student is also trained on the labels alone; the better of the two on the validation windows is
+    kept (and refitted on training + validation windows), and all three are shown side by side. Teacher outputs
+    are cached next to the teacher, so distilling several students runs the teacher once.
     """
     from pathlib import Path
 
@@ -353,15 +360,30 @@ def distill(teacher, dataset, unlabeled, window, params, width, ce_weight, kd_we
     extra = [{"dataset": u, "window": window} for u in unlabeled]
     summary = run(teacher, out, spec, extra, params=params, width=width,
                   settings=DistillSettings(ce_weight, kd_weight, feature_weight, temperature),
-                  train_settings=recipe_settings(**recipe),
+                  train_settings=recipe_settings(**recipe, refit=refit), labels_per_class=labels_per_class,
                   overwrite=overwrite, progress=not quiet)
     if json_out:
         from edgekit_runtime.files import write_text_atomic
 
         write_text_atomic(json_out, json.dumps(summary, indent=2) + "\n")
+    click.echo("\n".join(distill_table(summary)) + f"\ncheckpoint {out}")
+
+
+def distill_table(summary: dict) -> list[str]:
+    """Teacher, student alone and distilled student side by side (validation and test), for people."""
     t, s = summary["teacher"], summary["student"]
-    click.echo(f"{'':<10}{'params':>12}{'MACs':>14}{'accuracy':>10}{'macro-F1':>10}\n"
-               f"{'teacher':<10}{t['parameters']:>12,}{t['macs']:>14,}{t['test_accuracy']:>10.3f}{t['test_macro_f1']:>10.3f}\n"
-               f"{'student':<10}{s['parameters']:>12,}{s['macs']:>14,}{s['test_accuracy']:>10.3f}{s['test_macro_f1']:>10.3f}\n"
-               f"{summary['compression']}x fewer parameters; {summary['windows']['test']} test windows; "
-               f"checkpoint {out}")
+
+    def row(name, params, macs, m):
+        val = "-" if m.get("val_accuracy") is None else f"{m['val_accuracy']:.3f}"
+        return f"{name:<18}{params:>12,}{macs:>14,}{val:>10}{m['test_accuracy']:>10.3f}{m['test_macro_f1']:>10.3f}"
+
+    lines = [f"{'':<18}{'params':>12}{'MACs':>14}{'val acc':>10}{'test acc':>10}{'macro-F1':>10}",
+             row("teacher", t["parameters"], t["macs"], t),
+             row("student alone", s["parameters"], s["macs"], summary["alone"]),
+             row("student distilled", s["parameters"], s["macs"], summary["distilled"]),
+             f"distillation gain {summary['gain']:+.3f} on the test windows; kept the {summary['kept']} student "
+             f"(better on validation), test accuracy {s['test_accuracy']:.3f}; {summary['compression']}x fewer "
+             f"parameters than the teacher; {summary['windows']['test']} test windows"]
+    if summary.get("note"):
+        lines.append(f"note: {summary['note']}")
+    return lines

@@ -103,17 +103,33 @@ def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, 
     return logits, emb
 
 
+def _better(a: dict, b: dict) -> bool:
+    """Whether history `a` beats `b` on validation: higher accuracy, then lower loss."""
+    return (a.get("val_accuracy", 0.0), -a.get("val_loss", 0.0)) >= (b.get("val_accuracy", 0.0), -b.get("val_loss", 0.0))
+
+
 def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: list[dict] = (),
             params: str = "10k", width: int | None = None, settings: DistillSettings = DistillSettings(),
-            train_settings: TrainSettings = TrainSettings(), overwrite: bool = False, progress: bool = True) -> dict:
+            train_settings: TrainSettings = TrainSettings(), labels_per_class: int | None = None,
+            overwrite: bool = False, progress: bool = True) -> dict:
     """Distil the teacher in `teacher_dir` into a student saved at `out`; return a summary.
 
     `spec` defaults to the data and split the teacher was fine-tuned on (so its test windows stay unseen);
-    `unlabeled` adds windows of other data sets, used through the teacher's soft labels only.
+    `unlabeled` adds windows of other data sets, and `labels_per_class` (default: as the teacher was fine-tuned) keeps
+    only that many labels per class of the training split: the other windows are used through the teacher's soft
+    labels only.
+
+    The same student is also trained on the labels alone (the `edgekit train` recipe). The one that does better on
+    the validation windows is kept and, with `train_settings.refit`, refitted on training + validation windows;
+    the summary reports teacher, student alone and distilled student side by side.
     """
+    from dataclasses import replace
+
     from .checkpoint import Checkpoint, save_checkpoint
     from .models import MSACNN, count_macs, count_parameters
+    from .teacher.finetune import few_label_indices
     from .teacher.store import load_teacher
+    from .train import train_classifier
 
     teacher = load_teacher(teacher_dir)
     if teacher.model.classifier is None or not teacher.classes:
@@ -134,41 +150,92 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
                             f"student takes {ds.n_channels} × {ds.length}")
 
     pre = teacher.preprocessing
+    if labels_per_class is None:  # the labels the teacher was fine-tuned with
+        labels_per_class = teacher.state.get("labels_per_class")
+    keep = np.arange(len(tr)) if labels_per_class is None else \
+        few_label_indices(tr.labels, len(ds.class_names), labels_per_class, spec["seed"])
+    tr_labels = np.full(len(tr), -1)
+    tr_labels[keep] = tr.labels[keep]
     sets = [tr, *extra]
     x_train = np.concatenate([pre.prepare_windows(s.values) for s in sets])
-    y_train = np.concatenate([tr.labels, *[np.full(len(u), -1) for u in extra]])
+    y_train = np.concatenate([tr_labels, *[np.full(len(u), -1) for u in extra]])
     outs = [teacher_outputs(teacher_dir, teacher, s) for s in sets]
-    t_logits = torch.from_numpy(np.concatenate([o[0] for o in outs]))
-    t_emb = standardised(np.concatenate([o[1] for o in outs]))
     x_val, x_test = pre.prepare_windows(va.values), pre.prepare_windows(te.values)
-
-    torch.manual_seed(train_settings.seed)
+    val_outs = teacher_outputs(teacher_dir, teacher, va) if len(va) else None
     cfg = student_config(ds, params, width)
-    student = MSACNN(cfg)
-    project = nn.Linear(cfg.embed, t_emb.shape[1])
-    batch_loss = distillation_batches(student, project, x_train, y_train, t_logits, t_emb, settings, train_settings)
+    first = replace(train_settings, patience=None) if not len(va) else train_settings
 
-    def val_metrics():
-        logits = predict_logits(student, x_val)
-        ce = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(va.labels))
-        return float(ce), float((logits.argmax(1) == va.labels).mean())
+    def distilled(x, y, t_outs, recipe):
+        torch.manual_seed(recipe.seed)
+        student = MSACNN(cfg)
+        t_logits = torch.from_numpy(np.concatenate([o[0] for o in t_outs]))
+        t_emb = standardised(np.concatenate([o[1] for o in t_outs]))
+        project = nn.Linear(cfg.embed, t_emb.shape[1])
+        batch_loss = distillation_batches(student, project, x, y, t_logits, t_emb, settings, recipe)
 
-    history = fit(student, len(y_train), batch_loss, val_metrics if len(va) else None, train_settings,
-                  extra_parameters=list(project.parameters()), progress=progress)
-    s_metrics = classification_metrics(te.labels, predict_logits(student, x_test))
-    t_metrics = classification_metrics(te.labels, teacher_outputs(teacher_dir, teacher, te)[0])
+        def val_metrics():
+            logits = predict_logits(student, x_val)
+            ce = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(va.labels))
+            return float(ce), float((logits.argmax(1) == va.labels).mean())
+
+        history = fit(student, len(y), batch_loss, val_metrics if len(va) and recipe is first else None, recipe,
+                      extra_parameters=list(project.parameters()), progress=progress,
+                      desc="distil" if recipe is first else "refit")
+        return student, history
+
+    def alone(x, y, recipe):
+        torch.manual_seed(recipe.seed)
+        student = MSACNN(cfg)
+        v = (x_val, va.labels) if recipe is first else (x_val[:0], va.labels[:0])
+        return student, train_classifier(student, x, y, *v, recipe, progress=progress,
+                                         desc="alone" if recipe is first else "refit")
+
+    student, history = distilled(x_train, y_train, outs, first)
+    solo, solo_history = alone(x_train[keep], tr.labels[keep], first)
+    candidates = {"distilled": (student, history), "alone": (solo, solo_history)}
+    kept = "distilled" if not len(va) or _better(history, solo_history) else "alone"
+    t_test = teacher_outputs(teacher_dir, teacher, te)[0].argmax(1)
+    side = {}
+    for name, (m, h) in candidates.items():
+        logits = predict_logits(m, x_test)
+        side[name] = {"val_accuracy": h.get("val_accuracy"),
+                      **{f"test_{k}": v for k, v in classification_metrics(te.labels, logits).items()},
+                      "teacher_agreement": float((logits.argmax(1) == t_test).mean())}  # on the test windows
+    final, final_history = candidates[kept]
+    if train_settings.refit and len(va):  # the kept kind again, on training + validation windows
+        recipe = replace(train_settings, patience=None, epochs=final_history.get("best_epoch") or final_history["epochs_run"])
+        if kept == "distilled":
+            final, _ = distilled(np.concatenate([x_train, x_val]), np.concatenate([y_train, va.labels]),
+                                 [*outs, val_outs], recipe)
+        else:
+            final, _ = alone(np.concatenate([x_train[keep], x_val]), np.concatenate([tr.labels[keep], va.labels]),
+                             recipe)
+    s_metrics = classification_metrics(te.labels, predict_logits(final, x_test))
+    t_metrics = classification_metrics(te.labels, teacher_outputs(teacher_dir, teacher, te)[0])  # cached
+    t_val = float((val_outs[0].argmax(1) == va.labels).mean()) if len(va) else None
+    note = None
+    if t_val is not None and side["alone"]["val_accuracy"] is not None and t_val < side["alone"]["val_accuracy"]:
+        note = (f"the teacher ({t_val:.3f}) is less accurate than the student trained alone "
+                f"({side['alone']['val_accuracy']:.3f}) on the validation windows: distillation has little to pass on")
     metrics = {**history, "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"],
-               "distilled_from": str(teacher_dir), "distill": asdict(settings)}
-    save_checkpoint(out, Checkpoint(student, pre, ds.class_names, spec, metrics), overwrite=overwrite)
+               "distilled_from": str(teacher_dir), "distill": asdict(settings), "kept": kept,
+               "refit": bool(train_settings.refit and len(va))}
+    save_checkpoint(out, Checkpoint(final, pre, ds.class_names, spec, metrics), overwrite=overwrite)
     t_params = teacher.model.parameter_count()
-    s_params = count_parameters(student)
+    s_params = count_parameters(final)
     return {
         "dataset": ds.name,
-        "windows": {"train_labelled": len(tr), "train_unlabelled": len(y_train) - len(tr), "val": len(va),
+        "windows": {"train_labelled": len(keep), "train_unlabelled": len(y_train) - len(keep), "val": len(va),
                     "test": len(te)},
-        "teacher": {"parameters": t_params, "macs": teacher.model.macs(ds.n_channels, ds.length), "test_accuracy": t_metrics["accuracy"],
-                    "test_macro_f1": t_metrics["macro_f1"]},
-        "student": {"parameters": s_params, "macs": count_macs(student), "width": cfg.width,
+        "teacher": {"parameters": t_params, "macs": teacher.model.macs(ds.n_channels, ds.length),
+                    "val_accuracy": t_val, "test_accuracy": t_metrics["accuracy"], "test_macro_f1": t_metrics["macro_f1"]},
+        "alone": side["alone"],
+        "distilled": side["distilled"],
+        "gain": round(side["distilled"]["test_accuracy"] - side["alone"]["test_accuracy"], 4),
+        "kept": kept,
+        "refit": metrics["refit"],
+        "note": note,
+        "student": {"parameters": s_params, "macs": count_macs(final), "width": cfg.width,
                     "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"]},
         "compression": round(t_params / s_params, 1),
         "history": history,

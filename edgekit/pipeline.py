@@ -245,7 +245,14 @@ def _summary_lines(run: Path, records: dict) -> list[str]:
         lines.append(f"sweep     recommends {rec['parameters']:,} parameters (predicted ID error "
                      f"{rec['predicted_id_error']:.3f}, OOD penalty {'-' if pen is None else format(pen, '+.3f')}); "
                      f"{run / 'sweep' / 'sweep.md'}")
-    lines.append(f"student   {st['parameters']:,} parameters, test accuracy {st['test_accuracy']:.3f}")
+    d = records["distill"]["result"]["summary"]
+    if "alone" in d:  # distillation summaries before the side-by-side comparison have no "alone"
+        lines.append(f"alone     the student trained on labels alone: test accuracy {d['alone']['test_accuracy']:.3f}; "
+                     f"distilled {d['distilled']['test_accuracy']:.3f} (gain {d['gain']:+.3f})")
+        if d.get("note"):
+            lines.append(f"note      {d['note']}")
+    kept = f" (the {d['kept']} one, better on validation)" if "kept" in d else ""
+    lines.append(f"student   {st['parameters']:,} parameters{kept}, test accuracy {st['test_accuracy']:.3f}")
     for name, m in records["export"]["result"]["models"].items():
         v = m["verification"]
         lines.append(f"export    {name}: {m['bytes'] / 1024:.1f} KiB, argmax agreement {v['argmax_agreement']:.3f}")

@@ -213,12 +213,25 @@ def build_report(run_dir: str | Path) -> str:
         parts.append(f"<p>Split: {_esc(data.get('split') or 'the benchmark default')}; {w['train_labelled']} labelled "
                      f"and {w['train_unlabelled']} unlabelled training windows, {w['val']} validation, "
                      f"{w['test']} test.</p>")
-        parts.append(_table([{"model": "teacher", "parameters": t["parameters"], "MACs": d["teacher"]["macs"],
-                              "test accuracy": t["test_accuracy"], "test macro-F1": t["test_macro_f1"]},
-                             {"model": "student", "parameters": d["student"]["parameters"], "MACs": d["student"]["macs"],
-                              "test accuracy": d["student"]["test_accuracy"],
-                              "test macro-F1": d["student"]["test_macro_f1"]}],
-                            ["model", "parameters", "MACs", "test accuracy", "test macro-F1"]))
+        st = d["student"]
+        rows = [{"model": "teacher", "parameters": t["parameters"], "MACs": d["teacher"]["macs"],
+                 "val accuracy": d["teacher"].get("val_accuracy"), "test accuracy": t["test_accuracy"],
+                 "test macro-F1": t["test_macro_f1"]}]
+        for kind in ("alone", "distilled"):
+            if kind in d:
+                rows.append({"model": f"student {kind}", "parameters": st["parameters"], "MACs": st["macs"],
+                             "val accuracy": d[kind]["val_accuracy"], "test accuracy": d[kind]["test_accuracy"],
+                             "test macro-F1": d[kind]["test_macro_f1"]})
+        rows.append({"model": f"student kept ({d.get('kept', 'distilled')})", "parameters": st["parameters"],
+                     "MACs": st["macs"], "val accuracy": None, "test accuracy": st["test_accuracy"],
+                     "test macro-F1": st["test_macro_f1"]})
+        parts.append(_table(rows, ["model", "parameters", "MACs", "val accuracy", "test accuracy", "test macro-F1"]))
+        if "gain" in d:
+            parts.append(f"<p>Distillation gain on the test windows: {d['gain']:+.3f}. The student kept is the better "
+                         f"of the two on the validation windows"
+                         f"{', refitted on training + validation windows' if d.get('refit', True) else ''}.</p>")
+        if d.get("note"):
+            parts.append(f'<p class="missing">Note: {_esc(d["note"])}.</p>')
         parts.append("<h3>Confusion matrices</h3>" + _confusions(run))
     else:
         parts.append('<p class="missing">The finetune and distill stages have not run.</p>')

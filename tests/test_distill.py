@@ -37,27 +37,43 @@ def test_distilled_student_summary_and_cached_teacher_outputs(teacher, tmp_path,
     assert t["parameters"] > s["parameters"] and t["macs"] > s["macs"]
     assert (tmp_path / "s" / "model.pt").is_file()
     cached = sorted((teacher / CACHE_DIR).glob("*.npz"))
-    assert len(cached) == 3  # train, the unlabelled set, test
+    assert len(cached) == 4  # train, the unlabelled set, validation, test
+    # the student trained on labels alone is reported beside the distilled one, and the better one is kept
+    assert summary["kept"] in ("alone", "distilled") and summary["refit"] is True
+    for kind in ("alone", "distilled"):
+        assert 0 <= summary[kind]["val_accuracy"] <= 1 and 0 <= summary[kind]["teacher_agreement"] <= 1
+    assert summary["gain"] == pytest.approx(summary["distilled"]["test_accuracy"] - summary["alone"]["test_accuracy"],
+                                            abs=1e-4)
+    assert load_checkpoint(tmp_path / "s").metrics["kept"] == summary["kept"]
 
     # a second student reuses the cache: the teacher's inputs are never prepared again
     import edgekit.teacher.data as td
 
     monkeypatch.setattr(td, "prepare", lambda *a, **k: (_ for _ in ()).throw(AssertionError("teacher ran")))
     distill(str(teacher), str(tmp_path / "s2"), params="3k", train_settings=QUICK, progress=False)
-    assert len(sorted((teacher / CACHE_DIR).glob("*.npz"))) == 3
+    assert len(sorted((teacher / CACHE_DIR).glob("*.npz"))) == 4
+
+
+def test_few_labels_the_rest_through_the_teacher(teacher, tmp_path):
+    summary = distill(str(teacher), str(tmp_path / "s"), labels_per_class=2, train_settings=QUICK, progress=False)
+    assert summary["windows"]["train_labelled"] == 8 and summary["windows"]["train_unlabelled"] == 24
+    with pytest.raises(UserError, match="at least 1"):
+        distill(str(teacher), str(tmp_path / "x"), labels_per_class=0, train_settings=QUICK, progress=False)
 
 
 def test_distillation_moves_the_student_towards_the_teacher(teacher, tmp_path):
     # with only the KL term the student learns from the teacher's soft labels alone: on the test windows it must
     # agree with the teacher far more often than chance (4 classes: 0.25)
-    distill(str(teacher), str(tmp_path / "kd"), settings=DistillSettings(0.0, 1.0, 0.0, 4.0),
-            train_settings=TrainSettings(epochs=40, patience=40), progress=False)
+    summary = distill(str(teacher), str(tmp_path / "kd"), settings=DistillSettings(0.0, 1.0, 0.0, 4.0),
+                      train_settings=TrainSettings(epochs=40, patience=40, refit=False), progress=False)
+    assert summary["distilled"]["teacher_agreement"] >= 0.6
     ckpt = load_checkpoint(tmp_path / "kd")
     test = load_dataset("BasicMotions")
     test = test.subset(np.flatnonzero(test.groups == "test"))
     student = predict_logits(ckpt.model, ckpt.preprocessing.prepare_windows(test.values)).argmax(1)
     teacher_pred = teacher_outputs(str(teacher), load_teacher(teacher), test)[0].argmax(1)
-    assert (student == teacher_pred).mean() >= 0.6
+    # without a refit the saved student is the kept first fit
+    assert (student == teacher_pred).mean() == pytest.approx(summary[summary["kept"]]["teacher_agreement"])
 
 
 def test_teacher_with_other_classes_or_channels_is_refused_before_training(teacher, tmp_path):

@@ -34,11 +34,18 @@ class Classifying(nn.Module):
         return self.teacher.classify(values, times, observed)
 
 
-def few_labels(ds: WindowSet, per_class: int, seed: int) -> WindowSet:
-    """At most `per_class` windows of each class, drawn with `seed` (the few-label regime)."""
+def few_label_indices(labels: np.ndarray, n_classes: int, per_class: int, seed: int) -> np.ndarray:
+    """Indices of at most `per_class` windows of each class, drawn with `seed` (the few-label regime; distillation
+    draws the same ones)."""
+    if per_class < 1:
+        raise UserError(f"labels per class must be at least 1, got {per_class}")
     rng = np.random.default_rng(seed)
-    idx = [rng.permutation(np.flatnonzero(ds.labels == k))[:per_class] for k in range(len(ds.class_names))]
-    return ds.subset(np.sort(np.concatenate(idx)))
+    idx = [rng.permutation(np.flatnonzero(labels == k))[:per_class] for k in range(n_classes)]
+    return np.sort(np.concatenate(idx))
+
+
+def few_labels(ds: WindowSet, per_class: int, seed: int) -> WindowSet:
+    return ds.subset(few_label_indices(ds.labels, len(ds.class_names), per_class, seed))
 
 
 def inputs(data) -> tuple[torch.Tensor, ...]:
