@@ -2,11 +2,13 @@
 
 For each dataset and seed, on the benchmark's own train/test split: the general teacher that ships with edgekit is
 fine-tuned on the training labels (its defaults); a ~10k-parameter MSA-CNN is distilled from it (its defaults);
-the same student is trained on labels alone (`edgekit train`'s defaults); aeon's MiniRocket is fitted on the same
-training windows. Reported: test
+the same student is trained on the labels alone beside it (inside `edgekit distill`, which keeps the better of the
+two); aeon's MiniRocket is fitted on the same labelled training windows. `--labels-per-class` measures the
+label-scarce regime. Reported: test
 accuracy, macro-F1, parameters, model file size and single-window CPU latency (one thread).
 
     python benchmarks/distillation.py [--datasets BasicMotions,JapaneseVowels,ACSF1,GunPoint,PLAID] [--seeds 3]
+                                      [--labels-per-class 10]
 
 Daphnet S06R02E0 is not in the default list: the excerpt aeon ships has no freeze-of-gait episode, so all of its
 windows carry one class and there is nothing to classify.
@@ -37,23 +39,23 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     from edgekit.distill import distill
     from edgekit.export import export_checkpoint
     from edgekit.teacher.data import prepare
-    from edgekit.teacher.finetune import finetune
+    from edgekit.teacher.finetune import few_labels, finetune
     from edgekit.teacher.store import load_teacher
-    from edgekit.train import classification_metrics, labelled_splits, train_student
+    from edgekit.train import classification_metrics, labelled_splits
     from edgekit.train_settings import FINETUNE, TrainSettings
     from edgekit_runtime.engine import OnnxModel
 
     spec = _data_spec(name, None, None, None, None, None, None)
-    ds, split_spec, tr, va, te = labelled_splits(spec, None, None, 0.2, 0.2, seed)
+    few = args.labels_per_class
+    val = 0.0 if few else 0.2  # label-scarce: no validation labels either, so no choice between the students
+    ds, split_spec, tr, va, te = labelled_splits(spec, None, None, val, 0.2, seed)
     run = tmp / f"{name}-{seed}"
     began = time.perf_counter()
     t = finetune(spec, str(run / "teacher"), pretrained="general", settings=replace(FINETUNE, seed=seed),
-                 progress=False)
+                 labels_per_class=few, val=val, progress=False)
     t_seconds = time.perf_counter() - began
     d = distill(str(run / "teacher"), str(run / "distilled"), params=args.params,
                 train_settings=TrainSettings(seed=seed), progress=False)
-    a = train_student(spec, str(run / "alone"), params=args.params, settings=TrainSettings(seed=seed),
-                      progress=False)
 
     rows = []
     teacher = load_teacher(run / "teacher")
@@ -65,19 +67,21 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
                  "macro_f1": t["test_macro_f1"], "parameters": t["parameters"],
                  "file_kib": (run / "teacher" / "model.pt").stat().st_size / 1024, "latency_ms": lat,
                  "finetune_seconds": round(t_seconds)})
-    for label, ckpt_dir, metrics in (("student distilled", run / "distilled", d["student"]),
-                                     ("student alone", run / "alone", {"test_accuracy": a["metrics"]["test_accuracy"],
-                                                                        "test_macro_f1": a["metrics"]["test_macro_f1"],
-                                                                        "parameters": a["parameters"]})):
-        export_checkpoint(str(ckpt_dir), str(ckpt_dir / "onnx"))
-        onnx = OnnxModel(ckpt_dir / "onnx" / "model.onnx", threads=1)
-        x = load_checkpoint(ckpt_dir).preprocessing.prepare_windows(te.values[:1])
-        rows.append({"model": label, "accuracy": metrics["test_accuracy"], "macro_f1": metrics["test_macro_f1"],
-                     "parameters": metrics["parameters"],
-                     "file_kib": (ckpt_dir / "onnx" / "model.onnx").stat().st_size / 1024,
-                     "latency_ms": median_latency_ms(lambda: onnx.logits(x))})
-    train_x = np.concatenate([tr.values, va.values])
-    train_y = np.concatenate([tr.labels, va.labels])
+    for kind in ("alone", "distilled"):  # first fits on the same windows, before the choice
+        rows.append({"model": f"student {kind}", "accuracy": d[kind]["test_accuracy"],
+                     "macro_f1": d[kind]["test_macro_f1"], "parameters": d["student"]["parameters"],
+                     "teacher_agreement": d[kind]["teacher_agreement"]})
+    ckpt_dir = run / "distilled"
+    export_checkpoint(str(ckpt_dir), str(ckpt_dir / "onnx"))
+    onnx = OnnxModel(ckpt_dir / "onnx" / "model.onnx", threads=1)
+    x = load_checkpoint(ckpt_dir).preprocessing.prepare_windows(te.values[:1])
+    rows.append({"model": "student kept", "kept": d["kept"], "accuracy": d["student"]["test_accuracy"],
+                 "macro_f1": d["student"]["test_macro_f1"], "parameters": d["student"]["parameters"],
+                 "file_kib": (ckpt_dir / "onnx" / "model.onnx").stat().st_size / 1024,
+                 "latency_ms": median_latency_ms(lambda: onnx.logits(x))})
+    labelled = few_labels(tr, few, split_spec["seed"]) if few else tr
+    train_x = np.concatenate([labelled.values, va.values])
+    train_y = np.concatenate([labelled.labels, va.labels])
     mr = MiniRocketClassifier(random_state=seed, n_jobs=1).fit(train_x, train_y)
     pred = mr.predict(te.values)
     m = classification_metrics(te.labels, np.eye(len(ds.class_names))[pred.astype(int)])
@@ -97,6 +101,8 @@ def main():
     ap.add_argument("--datasets", default="BasicMotions,JapaneseVowels,ACSF1,GunPoint,PLAID")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--params", default="10k")
+    ap.add_argument("--labels-per-class", type=int, help="The label-scarce regime: this many labelled training "
+                    "windows per class, the rest of the training split unlabelled, no validation split.")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,15 +123,35 @@ def report(rows: list[dict], args) -> None:
         for model in dict.fromkeys(r["model"] for r in rows if r["dataset"] == name):
             rs = [r for r in rows if r["dataset"] == name and r["model"] == model]
             acc, f1 = np.array([r["accuracy"] for r in rs]), np.array([r["macro_f1"] for r in rs])
+            agree = [r["teacher_agreement"] for r in rs if "teacher_agreement" in r]
+            kept = [r["kept"] for r in rs if "kept" in r]
             summary.append({"dataset": name, "model": model, "seeds": len(rs),
                             "accuracy": f"{acc.mean():.3f} ± {acc.std():.3f}", "macro_f1": f"{f1.mean():.3f} ± {f1.std():.3f}",
-                            "parameters": rs[0]["parameters"], "file_kib": rs[0]["file_kib"],
-                            "latency_ms": float(np.median([r["latency_ms"] for r in rs]))})
-    print(write("distillation", "Teacher, distilled student, student alone and MiniRocket (test split, mean ± sd "
-                "over seeds)", summary, ["dataset", "model", "seeds", "accuracy", "macro_f1", "parameters",
-                                         "file_kib", "latency_ms"],
+                            "teacher_agreement": f"{np.mean(agree):.3f}" if agree else "",
+                            "kept": ", ".join(f"{k} {kept.count(k)}" for k in sorted(set(kept))),
+                            "parameters": rs[0]["parameters"], "file_kib": rs[0].get("file_kib"),
+                            "latency_ms": float(np.median([r["latency_ms"] for r in rs])) if "latency_ms" in rs[0] else None})
+    means = {}
+    for r in rows:
+        means.setdefault(r["model"], {}).setdefault(r["dataset"], []).append(r["accuracy"])
+    for model, per in means.items():
+        summary.append({"dataset": "mean", "model": model, "seeds": "",
+                        "accuracy": f"{np.mean([np.mean(v) for v in per.values()]):.3f}"})
+    few = args.labels_per_class
+    name = f"distillation_{few}_labels" if few else "distillation"
+    regime = (f"{few} labelled training windows per class, the rest of the training split unlabelled, no "
+              "validation split" if few else "all training labels")
+    print(write(name, f"Teacher, student alone and distilled, the student kept and MiniRocket ({regime}; test "
+                "split, mean ± sd over seeds)", summary,
+                ["dataset", "model", "seeds", "accuracy", "macro_f1", "teacher_agreement", "kept", "parameters",
+                 "file_kib", "latency_ms"],
                 vars(args) | {"per_seed": rows},
-                notes="Latency: one window, one thread, median; teacher in torch eager, students through "
+                notes="student alone / distilled: the first fits inside `edgekit distill`, on the same windows and "
+                      "preprocessing (labels only vs labels + the teacher's soft labels); student kept: the better of "
+                      "the two on the validation windows, refitted on training + validation windows (without a "
+                      "validation split: the distilled one). teacher_agreement: share of test windows where the "
+                      "student's class is the teacher's. MiniRocket is fitted on the labelled windows only. "
+                      "Latency: one window, one thread, median; teacher in torch eager, the kept student through "
                       "onnxruntime (fp32), MiniRocket through aeon's predict. Parameters of MiniRocket: its ridge "
                       "classifier's weights (the random kernels are not learned)."))
 
