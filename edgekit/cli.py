@@ -382,7 +382,8 @@ def distill_table(summary: dict) -> list[str]:
              row("student alone", s["parameters"], s["macs"], summary["alone"]),
              row("student distilled", s["parameters"], s["macs"], summary["distilled"]),
              f"distillation gain {summary['gain']:+.3f} on the test windows; kept the {summary['kept']} student "
-             f"(better on validation), test accuracy {s['test_accuracy']:.3f}; {summary['compression']}x fewer "
+             f"({'better on validation' if summary['windows']['val'] else 'no validation windows to choose by'}), "
+             f"test accuracy {s['test_accuracy']:.3f}; {summary['compression']}x fewer "
              f"parameters than the teacher; {summary['windows']['test']} test windows"]
     if summary.get("note"):
         lines.append(f"note: {summary['note']}")

@@ -217,7 +217,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     if t_val is not None and side["alone"]["val_accuracy"] is not None and t_val < side["alone"]["val_accuracy"]:
         note = (f"the teacher ({t_val:.3f}) is less accurate than the student trained alone "
                 f"({side['alone']['val_accuracy']:.3f}) on the validation windows: distillation has little to pass on")
-    metrics = {**history, "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"],
+    metrics = {**final_history, "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"],
                "distilled_from": str(teacher_dir), "distill": asdict(settings), "kept": kept,
                "refit": bool(train_settings.refit and len(va))}
     save_checkpoint(out, Checkpoint(final, pre, ds.class_names, spec, metrics), overwrite=overwrite)
@@ -238,6 +238,6 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
         "student": {"parameters": s_params, "macs": count_macs(final), "width": cfg.width,
                     "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"]},
         "compression": round(t_params / s_params, 1),
-        "history": history,
+        "history": final_history,
         "checkpoint": str(out),
     }

@@ -251,7 +251,10 @@ def _summary_lines(run: Path, records: dict) -> list[str]:
                      f"distilled {d['distilled']['test_accuracy']:.3f} (gain {d['gain']:+.3f})")
         if d.get("note"):
             lines.append(f"note      {d['note']}")
-    kept = f" (the {d['kept']} one, better on validation)" if "kept" in d else ""
+    kept = ""
+    if "kept" in d:
+        why = "better on validation" if d["windows"]["val"] else "no validation windows to choose by"
+        kept = f" (the {d['kept']} one, {why})"
     lines.append(f"student   {st['parameters']:,} parameters{kept}, test accuracy {st['test_accuracy']:.3f}")
     for name, m in records["export"]["result"]["models"].items():
         v = m["verification"]

@@ -227,9 +227,10 @@ def build_report(run_dir: str | Path) -> str:
                      "test macro-F1": st["test_macro_f1"]})
         parts.append(_table(rows, ["model", "parameters", "MACs", "val accuracy", "test accuracy", "test macro-F1"]))
         if "gain" in d:
-            parts.append(f"<p>Distillation gain on the test windows: {d['gain']:+.3f}. The student kept is the better "
-                         f"of the two on the validation windows"
-                         f"{', refitted on training + validation windows' if d.get('refit', True) else ''}.</p>")
+            why = ("the better of the two on the validation windows" + (", refitted on training + validation "
+                                                                          "windows" if d.get("refit") else "")
+                   if w["val"] else "the distilled one (no validation windows to choose by)")
+            parts.append(f"<p>Distillation gain on the test windows: {d['gain']:+.3f}. The student kept is {why}.</p>")
         if d.get("note"):
             parts.append(f'<p class="missing">Note: {_esc(d["note"])}.</p>')
         parts.append("<h3>Confusion matrices</h3>" + _confusions(run))
