@@ -1,3 +1,4 @@
+import signal
 import sys
 from pathlib import Path
 
@@ -5,6 +6,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EDGEKIT = str(Path(sys.executable).parent / "edgekit")
+
+
+def interruptible():
+    """Popen's preexec_fn for a command a test stops with Ctrl-C (SIGINT): a shell starts background jobs with
+    SIGINT ignored and an ignored signal stays ignored across exec, so a test suite run in the background (nohup,
+    `make test &`) could not interrupt the commands it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

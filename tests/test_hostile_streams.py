@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import EDGEKIT
+from conftest import EDGEKIT, interruptible
 from edgekit_runtime.cli import main
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.readers import live_lines
@@ -239,7 +239,8 @@ def test_follow_rereads_a_file_truncated_by_copytruncate(model, tmp_path):
     p = tmp_path / "live.csv"
     rows = csv_rows(500)
     p.write_text(HEADER + "".join(rows[:300]))
-    proc = subprocess.Popen([EDGEKIT, "run", str(model), str(p), "--follow"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([EDGEKIT, "run", str(model), str(p), "--follow"], preexec_fn=interruptible,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         got = [json.loads(proc.stdout.readline()) for _ in range(3)]

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EDGEKIT
+from conftest import EDGEKIT, interruptible
 from edgekit_runtime.runner import Runner
 
 CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
@@ -112,7 +112,7 @@ def test_follow_reads_rows_appended_to_a_growing_file(model, test_csv, tmp_path)
     lines = test_csv.read_text().splitlines(keepends=True)
     growing = tmp_path / "live.csv"
     growing.write_text("".join(lines[:301]))  # 3 windows
-    p = subprocess.Popen([EDGEKIT, "run", str(model), str(growing), "--follow"],
+    p = subprocess.Popen([EDGEKIT, "run", str(model), str(growing), "--follow"], preexec_fn=interruptible,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         got = [json.loads(p.stdout.readline()) for _ in range(3)]  # the first part has been read
