@@ -194,7 +194,8 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     solo, solo_history = alone(x_train[keep], tr.labels[keep], first)
     candidates = {"distilled": (student, history), "alone": (solo, solo_history)}
     kept = "distilled" if not len(va) or _better(history, solo_history) else "alone"
-    t_test = teacher_outputs(teacher_dir, teacher, te)[0].argmax(1)
+    t_test_logits = teacher_outputs(teacher_dir, teacher, te)[0]
+    t_test = t_test_logits.argmax(1)
     side = {}
     for name, (m, h) in candidates.items():
         logits = predict_logits(m, x_test)
@@ -211,7 +212,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
             final, _ = alone(np.concatenate([x_train[keep], x_val]), np.concatenate([tr.labels[keep], va.labels]),
                              recipe)
     s_metrics = classification_metrics(te.labels, predict_logits(final, x_test))
-    t_metrics = classification_metrics(te.labels, teacher_outputs(teacher_dir, teacher, te)[0])  # cached
+    t_metrics = classification_metrics(te.labels, t_test_logits)
     t_val = float((val_outs[0].argmax(1) == va.labels).mean()) if len(va) else None
     note = None
     if t_val is not None and side["alone"]["val_accuracy"] is not None and t_val < side["alone"]["val_accuracy"]:
