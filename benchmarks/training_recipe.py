@@ -71,7 +71,6 @@ VARIANTS = {
         "1500×16, kernel 31": (FIRST, {"kernel": 31}),
     },
 }
-ALL = {**VARIANTS["steps"], **{f"budget: {k}": v for k, v in VARIANTS["budget"].items()}}
 
 
 def spec_of(name: str, work: Path) -> tuple[dict, dict]:
@@ -87,13 +86,13 @@ def spec_of(name: str, work: Path) -> tuple[dict, dict]:
             {"split_method": "group", "test_groups": ["test.csv"]})
 
 
-def run_one(name: str, seed: int, variant: str, work: str) -> dict:
+def run_one(name: str, seed: int, ablation: str, variant: str, work: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
     from edgekit.train import TrainSettings, train_student
 
-    settings, model = ALL[variant]
+    settings, model = VARIANTS[ablation][variant]
     root = Path(work) / f"{name}-{seed}-{variant.replace(' ', '_').replace(',', '')}"
     spec, split = spec_of(name, root)
     s = train_student(spec, str(root / "ckpt"), settings=TrainSettings(seed=seed, **settings), model_options=model,
@@ -111,13 +110,12 @@ def main():
     args = ap.parse_args()
     args.datasets = args.datasets or DATASETS[args.ablation]
     names = args.datasets.split(",")
-    prefix = "budget: " if args.ablation == "budget" else ""
-    jobs = [(n, s, prefix + v) for n in names for s in range(args.seeds) for v in VARIANTS[args.ablation]]
+    jobs = [(n, s, args.ablation, v) for n in names for s in range(args.seeds) for v in VARIANTS[args.ablation]]
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.jobs) as pool:
         for r in pool.map(run_one, *zip(*jobs), [tmp] * len(jobs)):
-            rows.append({**r, "variant": r["variant"].removeprefix(prefix)})
-            print(rows[-1], flush=True)
+            rows.append(r)
+            print(r, flush=True)
     write_table(args.ablation, rows, names, vars(args))
 
 
