@@ -203,3 +203,24 @@ def test_litert_builtin_kernels_compute_what_xnnpack_does(exports, test_windows)
     a, b = LiteRTModel(path, xnnpack=False).logits(x), LiteRTModel(path, xnnpack=True).logits(x)
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.95
     assert np.abs(a - b).max() <= 0.05 * np.abs(a).max()
+
+
+def test_tflite_int8_ranges_cover_every_calibration_window(tmp_path):
+    """The graph is calibrated one window per call; the activation ranges must span all windows, not a moving
+    average that follows the last ones and clips the large window calibrated first."""
+    from edgekit_exporters.tflite_export import quantize_tflite, to_tflite
+    from edgekit_runtime.engine import LiteRTModel
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, (1, 3), padding=(0, 1)), nn.ReLU(), nn.Conv2d(4, 4, (1, 3)), nn.Flatten()).eval()
+    wrapped = nn.Sequential(nn.Unflatten(1, (1, 1)), model).eval()
+    small = np.random.default_rng(0).normal(scale=0.1, size=(60, 1, 16)).astype(np.float32)
+    large = 10 * np.abs(small[:1])
+    calibration = np.concatenate([large, small])
+    int8 = quantize_tflite(to_tflite(wrapped, torch.from_numpy(small[:1])), calibration)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(int8)
+    with torch.no_grad():
+        ref = wrapped(torch.from_numpy(large)).numpy()
+    got = LiteRTModel(path).logits(large)
+    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
