@@ -11,7 +11,7 @@ from edgekit_runtime.model_dir import MANIFEST, PREPROCESS, sha256_file
 from . import __version__
 from .checkpoint import load_checkpoint
 from .data import load_spec
-from .models import count_parameters
+from .models import count_parameters, equalize_activations
 from .train import split_from_spec
 
 
@@ -21,7 +21,8 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
                       quant_format: str = "qoperator", int8_io: bool = False, overwrite: bool = False,
                       extra: dict | None = None) -> dict:
     """Export as `fmt`/`precision`, verify on the checkpoint's held-out test windows, write the model directory
-    atomically. int8 is calibrated on `calibration_size` windows of the training split. Tolerances left as None
+    atomically. int8 is calibrated on `calibration_size` windows of the training split, after the student's
+    activation ranges are equalised on them (models.msa_cnn.equalize_activations). Tolerances left as None
     take the precision's defaults (edgekit_exporters.DEFAULT_TOLERANCES). `extra` entries are added to the
     manifest. Returns the manifest."""
     import torch
@@ -40,9 +41,12 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
     if precision == "int8":
         calibration = calibration_windows(ckpt.preprocessing.prepare_windows(train.values), calibration_size,
                                           seed=ckpt.data.get("seed", 0))
+    model = ckpt.model
+    if precision == "int8" and "qat" not in ckpt.metrics:  # QAT weights are on the int8 grid already
+        model = equalize_activations(model, torch.from_numpy(calibration))
     name = model_filename(fmt, precision)
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        verification = export_model(ckpt.model, tmp / name, fmt, precision, windows, test.labels, calibration,
+        verification = export_model(model, tmp / name, fmt, precision, windows, test.labels, calibration,
                                     tolerance, quant_format, int8_io)
         preprocess = {**ckpt.preprocessing.to_json(), "classes": list(ckpt.classes)}
         (tmp / PREPROCESS).write_text(json.dumps(preprocess, indent=2) + "\n")

@@ -8,7 +8,7 @@ import torch
 
 import edgekit.export as export_module
 from edgekit.checkpoint import load_checkpoint
-from edgekit.models import MSACNN, MSACNNConfig
+from edgekit.models import MSACNN, MSACNNConfig, equalize_activations
 from edgekit.quantize import quantised_layers, quantize_checkpoint, simulated_int8
 from edgekit_exporters import ExportMismatch
 from test_cli_errors import assert_one_line_error, edgekit
@@ -42,6 +42,29 @@ def test_simulation_rounds_and_leaves_a_plain_model_on_the_grid():
     assert all(on_int8_grid(m.weight) for m in quantised_layers(model))
     assert not model._forward_pre_hooks and not any(m._forward_pre_hooks for m in quantised_layers(model))
 
+
+
+def test_equalisation_keeps_the_function_and_gives_every_int8_input_channel_the_same_range():
+    torch.manual_seed(0)
+    model = MSACNN(MSACNNConfig.build(1, 4, 128, width=2)).eval()
+    for bn in model.modules():  # trained-looking batch norms, so that folding them matters
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(0.5, 2.0)
+    x = torch.randn(32, 1, 128) * torch.linspace(0.2, 10.0, 32)[:, None, None]  # windows of very unequal scales
+    equalized = equalize_activations(model, x)
+    with torch.no_grad():
+        assert torch.allclose(equalized(x), model(x), atol=1e-4)
+    for net, equal in ((equalized, True), (model, False)):
+        seen = []
+        for consumer in (net.integrate[0], net.spatial[0]):
+            consumer.register_forward_pre_hook(lambda mod, args: seen.append(args[0].amax(dim=(0, 2, 3))))
+        with torch.no_grad():
+            net(x)
+        assert len(seen) == 2
+        for ranges in seen:
+            live = ranges[ranges > 0]
+            assert bool(live.max() / live.min() < 1.001) == equal
 
 def test_qat_exports_an_int8_model_that_keeps_accuracy(basic_motions_run, tmp_path):
     ckpt, out, tuned = basic_motions_run["root"] / "checkpoint", tmp_path / "int8", tmp_path / "qat"

@@ -38,6 +38,7 @@ Departures from the paper, and why:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, replace
 
@@ -245,6 +246,35 @@ def fold_batch_norm(model: MSACNN) -> MSACNN:
                 state[f"{conv}.bias"] = norm.bias.detach() - norm.running_mean * gain
     folded.load_state_dict(state)
     return folded.eval()
+
+
+def equalize_activations(model: MSACNN, windows: torch.Tensor) -> MSACNN:
+    """The same function (eval mode, batch norm folded) with every input channel of the scale-integration and
+    spatial convolutions spanning the same range on `windows`, for int8 export.
+
+    int8 quantises those inputs per tensor: one range for all channels. A multi-scale branch that sees the rare
+    spikes of a heavy-tailed signal (ACSF1's power readings) then sets a range in which the quiet branches get a
+    handful of steps (ACSF1: channel maxima 1.2 to 17.5; argmax agreement 0.94). ReLU and max pooling commute
+    with a positive scale, so each channel can be divided by its range where it is produced and the weights that
+    read it multiplied back (cross-layer equalisation, Nagel et al. 2019): the float function is unchanged and
+    each channel uses the whole int8 range. The weights stay per-output-channel int8, with their own ranges.
+    """
+    model = copy.deepcopy(fold_batch_norm(model)).eval()
+    boundaries = [([b[1] for b in model.branches], model.integrate[0]), ([model.integrate[0]], model.spatial[0])]
+    for producers, consumer in boundaries:
+        seen = []
+        hook = consumer.register_forward_pre_hook(lambda mod, args: seen.append(args[0].amax(dim=(0, 2, 3))))
+        with torch.no_grad():
+            model(windows)
+        hook.remove()
+        ranges = seen[0]
+        scale = torch.where(ranges > 1e-6 * ranges.max(), ranges / ranges.max(), 1.0)  # silent channels: as they are
+        with torch.no_grad():
+            for conv, s in zip(producers, scale.split([p.out_channels for p in producers])):
+                conv.weight /= s[:, None, None, None]
+                conv.bias /= s
+            consumer.weight *= scale[None, :, None, None]
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
