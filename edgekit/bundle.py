@@ -34,9 +34,9 @@ from . import __version__
 FORMAT = 2
 
 
-def _eval_windows(checkpoint: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Raw test-split windows of the checkpoint (before any preprocessing) and their labels, at most `limit`,
-    stratified by taking every k-th window."""
+def _eval_windows(checkpoint: str, limit: int):
+    """At most `limit` test-split windows of the checkpoint, before the model's preprocessing (a WindowSet),
+    stratified by taking every k-th window, and the checkpoint's class names."""
     from .checkpoint import load_checkpoint
     from .data import load_spec
     from .train import split_from_spec
@@ -45,15 +45,25 @@ def _eval_windows(checkpoint: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
     _, _, test = split_from_spec(load_spec(ckpt.data), ckpt.data)
     if len(test) == 0:
         raise UserError(f"{checkpoint}: the checkpoint's test split is empty; nothing to embed")
-    index = np.linspace(0, len(test) - 1, min(limit, len(test))).round().astype(int)
-    return test.values[index].astype(np.float32), test.labels[index].astype(np.int64), ckpt.classes
+    return test.subset(np.linspace(0, len(test) - 1, min(limit, len(test))).round().astype(int)), ckpt.classes
 
 
-def _accuracy(model_file, pre, windows, labels) -> float:
+def _accuracy(model_file, pre, evals) -> float:
+    from .data import model_inputs
+
     model = open_model(model_file)
-    x = pre.prepare_windows(windows)
+    x = model_inputs(pre, evals)
     pred = np.concatenate([model.logits(x[i : i + 64]).argmax(axis=1) for i in range(0, len(x), 64)])
-    return float((pred == labels).mean())
+    return float((pred == evals.labels).mean())
+
+
+def _eval_entry(evals) -> dict | None:
+    if evals is None:
+        return None
+    entry = {"file": EVAL, "windows": len(evals)}
+    if evals.filtered:  # cut from filtered recordings: the runtime applies the window-level steps only
+        entry["filtered"] = True
+    return entry
 
 
 def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None, eval_windows: int = 200,
@@ -70,10 +80,9 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
                             "exported in several formats/precisions")
     evals = None
     if checkpoint is not None:
-        windows, labels, classes = _eval_windows(checkpoint, eval_windows)
+        evals, classes = _eval_windows(checkpoint, eval_windows)
         if tuple(classes) != first.classes:
             raise UserError(f"{checkpoint}: its classes differ from the exported models'")
-        evals = windows, labels
 
     files, models = {}, []
     for s in sources:
@@ -87,7 +96,7 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
             if m.quantization:
                 entry["quantization"] = m.quantization
             if evals is not None and BACKENDS[m.format] in installed_backends():
-                entry["verification"] = {**m.verification, "eval_accuracy": _accuracy(m, first.preprocessing, *evals)}
+                entry["verification"] = {**m.verification, "eval_accuracy": _accuracy(m, first.preprocessing, evals)}
             models.append(entry)
 
     with tempfile.TemporaryDirectory() as staging:
@@ -96,7 +105,7 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
             shutil.copyfile(src, root / name)
         (root / PREPROCESS).write_text(pre_json)
         if evals is not None:
-            np.savez_compressed(root / EVAL, windows=evals[0], labels=evals[1])
+            np.savez_compressed(root / EVAL, windows=evals.values, labels=evals.labels.astype(np.int64))
         pre = first.preprocessing
         manifest = {
             "format": FORMAT,
@@ -107,7 +116,7 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
                       "stride": pre.stride},
             "model": {k: v for k, v in first.manifest.get("model", {}).items()
                       if k in ("architecture", "parameters", "test_accuracy")},
-            "eval": {"file": EVAL, "windows": int(len(evals[1]))} if evals is not None else None,
+            "eval": _eval_entry(evals),
             "versions": {**first.manifest.get("versions", {}), "edgekit": __version__,
                          "edgekit_runtime": runtime_version, "python": platform.python_version()},
         }

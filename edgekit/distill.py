@@ -26,7 +26,7 @@ from torch import nn
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write
 
-from .data import WindowSet, load_spec
+from .data import WindowSet, load_spec, model_inputs
 from .train import TrainSettings, classification_metrics, fit, predict_logits, split_from_spec, student_config
 
 CACHE_DIR = "distill-cache"
@@ -157,10 +157,10 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     tr_labels = np.full(len(tr), -1)
     tr_labels[keep] = tr.labels[keep]
     sets = [tr, *extra]
-    x_train = np.concatenate([pre.prepare_windows(s.values) for s in sets])
+    x_train = np.concatenate([model_inputs(pre, s) for s in sets])
     y_train = np.concatenate([tr_labels, *[np.full(len(u), -1) for u in extra]])
     outs = [teacher_outputs(teacher_dir, teacher, s) for s in sets]
-    x_val, x_test = pre.prepare_windows(va.values), pre.prepare_windows(te.values)
+    x_val, x_test = model_inputs(pre, va), model_inputs(pre, te)
     val_outs = teacher_outputs(teacher_dir, teacher, va) if len(va) else None
     cfg = student_config(ds, params, width)
     first = replace(train_settings, patience=None) if not len(va) else train_settings

@@ -10,7 +10,7 @@ from edgekit_runtime.model_dir import MANIFEST, PREPROCESS, sha256_file
 
 from . import __version__
 from .checkpoint import load_checkpoint
-from .data import load_spec
+from .data import load_spec, model_inputs
 from .models import count_parameters, equalize_activations
 from .train import split_from_spec
 
@@ -36,10 +36,10 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
     ckpt = load_checkpoint(checkpoint)
     ds = load_spec(ckpt.data)
     train, _, test = split_from_spec(ds, ckpt.data)
-    windows = ckpt.preprocessing.prepare_windows(test.values)
+    windows = model_inputs(ckpt.preprocessing, test)
     calibration = None
     if precision == "int8":
-        calibration = calibration_windows(ckpt.preprocessing.prepare_windows(train.values), calibration_size,
+        calibration = calibration_windows(model_inputs(ckpt.preprocessing, train), calibration_size,
                                           seed=ckpt.data.get("seed", 0))
     model = ckpt.model
     if precision == "int8" and "qat" not in ckpt.metrics:  # QAT weights are on the int8 grid already

@@ -46,6 +46,16 @@ def signal_steps(options: dict, rate: float) -> dict:
     return {"detrend": options.get("detrend") or "none", "filter": filt, "max_gap": options.get("max_gap")}
 
 
+def signal_spec(steps: dict, rate: float) -> dict | None:
+    """The recording-level steps of `signal_steps` (filter, resampling) as a data spec's "signal" entry, with
+    which the data layer cuts recordings into the windows `edgekit run` computes (data.load_table); None when
+    there are none."""
+    if steps["filter"] is None and steps["max_gap"] is None:
+        return None
+    return {"sampling_rate": float(rate), "max_gap": steps["max_gap"],
+            "filter": steps["filter"].to_json() if steps["filter"] is not None else None}
+
+
 def signal_options(f):
     """Command-line options for the signal-level steps; shared by the commands that fit preprocessing."""
     opts = [

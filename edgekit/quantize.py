@@ -104,7 +104,7 @@ def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4
     and after, and of the saved float model (weights on the int8 grid).
     """
     from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from .data import load_spec
+    from .data import load_spec, model_inputs
     from .models.msa_cnn import fold_batch_norm
     from .train import TrainSettings, predict_logits, split_from_spec, train_classifier
 
@@ -115,7 +115,7 @@ def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4
     ckpt = load_checkpoint(checkpoint)
     tr, va, te = split_from_spec(load_spec(ckpt.data), ckpt.data)
     pre = ckpt.preprocessing
-    x = {k: pre.prepare_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
+    x = {k: model_inputs(pre, s) for k, s in (("train", tr), ("val", va), ("test", te))}
     model = fold_batch_norm(ckpt.model)  # round the weights the file will hold, not the ones before the fold
 
     def accuracy() -> float:

@@ -75,7 +75,7 @@ def _confusion_figure(y_true, y_pred, classes, title):
 
 def _confusions(run: Path) -> str:
     from .checkpoint import load_checkpoint
-    from .data import load_spec
+    from .data import load_spec, model_inputs
     from .distill import teacher_outputs
     from .teacher.store import load_teacher
     from .train import predict_logits, split_from_spec
@@ -89,7 +89,7 @@ def _confusions(run: Path) -> str:
     t_pred = teacher_outputs(str(teacher_dir), teacher, te)[0].argmax(1)
     parts.append(_figure(_confusion_figure(te.labels, t_pred, ds.class_names, "teacher"),
                          f"teacher on the {len(te)} test windows"))
-    s_pred = predict_logits(student.model, student.preprocessing.prepare_windows(te.values)).argmax(1)
+    s_pred = predict_logits(student.model, model_inputs(student.preprocessing, te)).argmax(1)
     parts.append(_figure(_confusion_figure(te.labels, s_pred, ds.class_names, "student"),
                          f"student on the {len(te)} test windows"))
     return "".join(parts)

@@ -65,6 +65,7 @@ def train_point(job: dict) -> dict:
     from torch import nn
 
     from .checkpoint import Checkpoint, save_checkpoint
+    from .data import model_inputs
     from .distill import DistillSettings, distillation_batches, standardised
     from .models import MSACNN, count_macs, count_parameters
     from .train import TrainSettings, fit, fit_preprocessing, student_config, train_classifier
@@ -81,7 +82,7 @@ def train_point(job: dict) -> dict:
         pre = load_teacher(job["teacher"]).preprocessing
     else:
         pre = fit_preprocessing(tr_part, "auto", job["spec"].get("stride") or ds.length)
-    x_train, x_val, x_test = (pre.prepare_windows(s.values) for s in (tr_part, va, te))
+    x_train, x_val, x_test = (model_inputs(pre, s) for s in (tr_part, va, te))
     torch.manual_seed(job["seed"])
     cfg = student_config(ds, job["params"])
     model = MSACNN(cfg)

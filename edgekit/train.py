@@ -217,15 +217,15 @@ def resolve_normalize(normalize: str, windows: np.ndarray) -> str:
     return "window" if spread.max() > SCALE_SPREAD_FOR_WINDOW else "stored"
 
 
-def fit_preprocessing(train, normalize: str, stride: int, signal: dict | None = None) -> Preprocessing:
-    """Per-channel statistics of the training windows (observed samples only, after the signal-level steps of
-    `signal`: see edgekit.filters) and the windowing to use. `normalize`: "stored", "window" or "auto"
-    (`resolve_normalize`)."""
-    from .filters import signal_steps
+def fit_preprocessing(train, normalize: str, stride: int, steps: dict | None = None) -> Preprocessing:
+    """Per-channel statistics of the training windows (observed samples only, after the signal-level `steps`:
+    Preprocessing's detrend, filter and max_gap, see edgekit.filters.signal_steps) and the windowing to use.
+    `normalize`: "stored", "window" or "auto" (`resolve_normalize`)."""
+    from .data import model_inputs
 
-    steps = signal_steps(signal or {}, train.sampling_rate)
+    steps = steps or {}
     base = Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, "none", **steps)
-    windows = base.prepare_windows(train.values)  # filtered, not yet normalised
+    windows = model_inputs(base, train)  # filtered, not yet normalised
     normalize = resolve_normalize(normalize, windows)
     mean = std = None
     if normalize == "stored":
@@ -262,12 +262,21 @@ def train_student(spec: dict, out: str, split_method: str | None = None, test_gr
     import time
 
     from .checkpoint import Checkpoint, save_checkpoint
+    from .data import bundled_name, model_inputs
+    from .filters import signal_spec, signal_steps
     from .models import MSACNN, count_macs, count_parameters
 
     started = time.perf_counter()
     ds, spec, tr, va, te = labelled_splits(spec, split_method, test_groups, val, test, settings.seed)
-    pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length, signal)
-    x = {k: pre.prepare_windows(s.values) for k, s in (("train", tr), ("val", va), ("test", te))}
+    steps = signal_steps(signal or {}, ds.sampling_rate)
+    recording_steps = signal_spec(steps, ds.sampling_rate)
+    if recording_steps is not None and bundled_name(spec["dataset"]) is None:
+        # recordings are filtered and resampled whole, then cut, as `edgekit run` does; the spec keeps the steps
+        # so that every later stage reloads these windows
+        ds, spec, tr, va, te = labelled_splits({**spec, "signal": recording_steps}, split_method, test_groups, val,
+                                               test, settings.seed)
+    pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length, steps)
+    x = {k: model_inputs(pre, s) for k, s in (("train", tr), ("val", va), ("test", te))}
 
     cfg = student_config(ds, params, width, **(model_options or {}))
 

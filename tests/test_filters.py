@@ -36,7 +36,8 @@ def test_bad_filter_options_are_user_errors(options, message):
 
 def test_stored_statistics_are_taken_after_the_signal_steps():
     train = load_dataset("BasicMotions")
-    pre = fit_preprocessing(train, "stored", train.length, {"highpass": 0.5, "detrend": "linear"})
+    steps = signal_steps({"highpass": 0.5, "detrend": "linear"}, train.sampling_rate)
+    pre = fit_preprocessing(train, "stored", train.length, steps)
     x = pre.prepare_windows(train.values)
     np.testing.assert_allclose(x.mean(axis=(0, 2)), 0, atol=1e-4)
     np.testing.assert_allclose(x.std(axis=(0, 2)), 1, atol=1e-3)
@@ -51,3 +52,67 @@ def test_without_signal_options_training_preprocessing_is_unchanged():
     x = train.values.transpose(1, 0, 2).reshape(train.n_channels, -1)
     np.testing.assert_allclose(pre.mean, x.mean(1), rtol=1e-6)
     assert "filter" not in pre.to_json() and "detrend" not in pre.to_json()
+
+
+def _recording(path, rng, n=2400, rate=50.0):
+    """A CSV recording with irregular timestamps, a 1 s gap and a label column; returns its lines."""
+    t = np.cumsum(rng.uniform(0.6, 1.4, n) / rate)
+    t[1500:] += 1.0
+    v = np.sin(t[:, None] * [2.0, 5.0]) + 0.5 * rng.normal(size=(n, 2)) + [3.0, -1.0] + 0.2 * t[:, None]
+    labels = np.where((t // 7) % 2 == 0, "idle", "run")
+    lines = ["time,a,b,label"] + [f"{ti:.6f},{a:.6f},{b:.6f},{lab}" for ti, (a, b), lab in zip(t, v, labels)]
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+@pytest.mark.parametrize("signal", [{"highpass": 0.5, "max_gap": 0.2, "detrend": "linear"},
+                                    {"bandpass": "0.5,10", "max_gap": 0.2}, {"bandpass": "0.5,10"}])
+def test_training_windows_are_the_windows_edgekit_run_computes(tmp_path, signal):
+    """Filters, resampling of irregular timestamps, a gap and any chunking: training, and every stage that
+    reloads the checkpoint's data, sees exactly the windows the board computes from the same recording."""
+    from edgekit.bundle import build_bundle
+    from edgekit.checkpoint import load_checkpoint
+    from edgekit.data import load_spec, model_inputs
+    from edgekit.export import export_checkpoint
+    from edgekit.train import TrainSettings, train_student
+    from edgekit_runtime.model_dir import load_bundle
+    from edgekit_runtime.readers import read_chunks
+    from edgekit_runtime.stream import StreamPreprocessor
+
+    lines = _recording(tmp_path / "rec.csv", np.random.default_rng(0))
+    spec = {"dataset": str(tmp_path / "rec.csv"), "window": 100, "stride": 25, "label_column": "label"}
+    train_student(spec, str(tmp_path / "ckpt"), signal=signal, settings=TrainSettings(steps=1), progress=False)
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    ds = load_spec(ckpt.data)
+    trained = model_inputs(ckpt.preprocessing, ds)
+
+    pre = ckpt.preprocessing
+    stream = StreamPreprocessor(pre)
+    pushed = [stream.push(c) for c in read_chunks(lines, "rec.csv", pre.channels, pre.sampling_rate,
+                                                  label_column="label", classes=ckpt.classes, chunk_rows=37)]
+    on_board = np.concatenate([w for _, w, _ in pushed])
+    board_labels = np.concatenate([lab for _, _, lab in pushed])
+    assert len(trained) > 20 and trained.shape == on_board.shape
+    assert np.abs(trained - on_board).max() <= 1e-6
+    np.testing.assert_array_equal(ds.labels, board_labels)
+    if "max_gap" in signal:  # the stream split at the gap: no window spans it
+        assert len(trained) < (2400 - 100) // 25
+
+    # the bundle's evaluation windows, as `edgekit bench` prepares them, are windows of the same stream
+    export_checkpoint(str(tmp_path / "ckpt"), str(tmp_path / "onnx"))
+    build_bundle([str(tmp_path / "onnx")], str(tmp_path / "bundle"), checkpoint=str(tmp_path / "ckpt"))
+    bundled, _ = load_bundle(tmp_path / "bundle").eval_inputs()
+    nearest = np.abs(bundled[:, None] - on_board[None]).max(axis=(2, 3)).min(axis=1)
+    assert len(bundled) >= 5 and nearest.max() <= 1e-6
+
+
+def test_a_benchmark_case_is_its_own_recording():
+    """Cases are filtered from their own first sample, as `edgekit run` filters each case given as a recording."""
+    from edgekit_runtime.stream import process_recording
+
+    ds = load_dataset("BasicMotions")
+    pre = fit_preprocessing(ds, "stored", ds.length, signal_steps({"bandpass": "0.5,4"}, ds.sampling_rate))
+    x = pre.prepare_windows(ds.values[:5])
+    for case, expected in zip(ds.values[:5], x):
+        _, got, _ = process_recording(pre, np.arange(ds.length) / ds.sampling_rate, case.T)
+        assert np.abs(got[0] - expected).max() <= 1e-6

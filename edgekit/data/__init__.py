@@ -9,15 +9,19 @@ from edgekit_runtime.errors import UserError
 from .bundled import BUNDLED, bundled_name, load_bundled
 from .splits import SPLIT_METHODS, split_dataset
 from .tables import TABLE_SUFFIXES, load_table, load_tables
-from .windows import WindowSet
+from .windows import WindowSet, model_inputs
 
-__all__ = ["BUNDLED", "SPLIT_METHODS", "WindowSet", "load_dataset", "load_spec", "load_table", "load_tables", "split_dataset"]
+__all__ = ["BUNDLED", "SPLIT_METHODS", "WindowSet", "load_dataset", "load_spec", "load_table", "load_tables",
+           "model_inputs", "split_dataset"]
 
 
-def load_dataset(name: str, window: int | None = None, stride: int | None = None, **table_options) -> WindowSet:
+def load_dataset(name: str, window: int | None = None, stride: int | None = None, signal: dict | None = None,
+                 **table_options) -> WindowSet:
     """A bundled dataset by name, or the user's CSV/Parquet file(s): a file path or a directory of them.
 
-    `table_options` go to `load_table` (time_column, channels, label_column, uncertainty_suffix).
+    `table_options` go to `load_table` (time_column, channels, label_column, uncertainty_suffix). `signal`
+    (recording-level steps, see load_table) applies to recordings; a bundled dataset's cases are each filtered
+    on their own when they are prepared (data.model_inputs).
     """
     if bundled_name(name) is not None:
         if any(v is not None for v in table_options.values()):
@@ -29,7 +33,7 @@ def load_dataset(name: str, window: int | None = None, stride: int | None = None
     if window is None:
         raise UserError(f"{name}: --window is required for recordings (samples per window)")
     options = {k: v for k, v in table_options.items() if v is not None}
-    options.update(window=window, stride=stride or window)
+    options.update(window=window, stride=stride or window, signal=signal)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in TABLE_SUFFIXES)
         if not files:
@@ -40,7 +44,8 @@ def load_dataset(name: str, window: int | None = None, stride: int | None = None
 
 def load_spec(spec: dict) -> WindowSet:
     """Load what a data spec names: {"dataset", "window", "stride", "time_column", "label_column", "channels",
-    "uncertainty_suffix"} (missing keys mean defaults). Checkpoints record such a spec to reload their data."""
+    "uncertainty_suffix", "signal"} (missing keys mean defaults). Checkpoints record such a spec to reload their
+    data, so every stage after training sees the windows training saw."""
     return load_dataset(spec["dataset"], window=spec.get("window"), stride=spec.get("stride"),
-                        time_column=spec.get("time_column"), label_column=spec.get("label_column"),
+                        signal=spec.get("signal"), time_column=spec.get("time_column"), label_column=spec.get("label_column"),
                         channels=spec.get("channels"), uncertainty_suffix=spec.get("uncertainty_suffix"))

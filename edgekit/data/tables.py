@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 
 from edgekit_runtime.errors import UserError
-from edgekit_runtime.preprocess import window_labels
+from edgekit_runtime.iir import IIRFilter
+from edgekit_runtime.preprocess import Preprocessing, window_labels
 from edgekit_runtime.readers import MAX_ABS_VALUE
+from edgekit_runtime.stream import process_recording
 
 from .windows import WindowSet, cut_windows
 
@@ -77,6 +79,16 @@ def _times(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     return t
 
 
+def _recording_steps(signal: dict | None, channels: list[str], window: int, stride: int) -> Preprocessing | None:
+    """The recording-level steps of a signal spec ({"sampling_rate", "filter", "max_gap"}, see
+    edgekit.filters.signal_spec) as the runtime's preprocessing, or None when there are none."""
+    if not signal or (signal.get("filter") is None and signal.get("max_gap") is None):
+        return None
+    filt = IIRFilter.from_json(signal["filter"]) if signal.get("filter") is not None else None
+    return Preprocessing(tuple(channels), float(signal["sampling_rate"]), window, stride, "none", filter=filt,
+                         max_gap=signal.get("max_gap"))
+
+
 def load_table(
     path: str | Path,
     window: int,
@@ -86,10 +98,13 @@ def load_table(
     label_column: str | None = None,
     uncertainty_suffix: str | None = None,
     classes: tuple[str, ...] | None = None,
+    signal: dict | None = None,
 ) -> WindowSet:
     """One recording file as windows. `channels` defaults to every column that is not the time, label or an
     uncertainty column. With `uncertainty_suffix` (e.g. "_sigma") every channel needs a column CHANNEL+suffix
-    holding the positive standard deviation of that value."""
+    holding the positive standard deviation of that value. With a `signal` spec that resamples or filters, the
+    recording goes through the runtime's streaming path (resample, filter, window) whole, so the windows are
+    the ones `edgekit run` computes on the same file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
@@ -116,17 +131,7 @@ def load_table(
 
     t = _times(df, time_column, path)
     samples = np.stack([_numeric(df, c, path) for c in channels], axis=1).astype(np.float32)
-    values = cut_windows(samples, window, stride, str(path))
-    timestamps = cut_windows(t[:, None], window, stride, str(path))[:, 0, :]
-    uncertainty = None
-    if uncertainty_suffix:
-        sigma = np.stack([_numeric(df, c + uncertainty_suffix, path) for c in channels], axis=1)
-        if (sigma <= 0).any():
-            i, j = np.argwhere(sigma <= 0)[0]
-            raise UserError(f"{path}: {_row(path, int(i))}, column {channels[j] + uncertainty_suffix!r}: "
-                            f"uncertainty must be positive, got {sigma[i, j]}")
-        uncertainty = cut_windows(sigma.astype(np.float32), window, stride, str(path))
-    labels, class_names = None, tuple(classes or ())
+    sample_labels, class_names = None, tuple(classes or ())
     if label_column:
         raw = df[label_column].astype(str).str.strip()
         if (raw == "").any():
@@ -138,11 +143,36 @@ def load_table(
         if unknown:
             raise UserError(f"{path}: column {label_column!r}: labels {unknown} not in the class set {list(class_names)}")
         index = {c: k for k, c in enumerate(class_names)}
-        labels = window_labels(raw.map(index).to_numpy(np.int64), window, stride)
+        sample_labels = raw.map(index).to_numpy(np.int64)
+    steps = _recording_steps(signal, channels, window, stride)
+    if steps is None:
+        values = cut_windows(samples, window, stride, str(path))
+        labels = None if sample_labels is None else window_labels(sample_labels, window, stride)
+    else:  # the windows `edgekit run` cuts from this recording
+        cut_windows(samples[:window], window, stride, str(path))  # a recording shorter than a window: say so
+        ends, values, labels = process_recording(steps, t, samples, sample_labels, stride)
+        if len(values) == 0:
+            raise UserError(f"{path}: no stretch of {window} samples without a gap longer than "
+                            f"{steps.max_gap:g} s after resampling to {steps.sampling_rate:g} Hz")
+    if steps is not None and steps.max_gap is not None:  # on the resampled grid
+        timestamps = ends[:, None] - (window - 1 - np.arange(window))[None, :] / steps.sampling_rate
+    else:
+        timestamps = cut_windows(t[:, None], window, stride, str(path))[:, 0, :]
+    uncertainty = None
+    if uncertainty_suffix:
+        if steps is not None and steps.max_gap is not None:
+            raise UserError(f"{path}: uncertainty columns cannot be resampled; drop --max-gap or "
+                            "--uncertainty-suffix")
+        sigma = np.stack([_numeric(df, c + uncertainty_suffix, path) for c in channels], axis=1)
+        if (sigma <= 0).any():
+            i, j = np.argwhere(sigma <= 0)[0]
+            raise UserError(f"{path}: {_row(path, int(i))}, column {channels[j] + uncertainty_suffix!r}: "
+                            f"uncertainty must be positive, got {sigma[i, j]}")
+        uncertainty = cut_windows(sigma.astype(np.float32), window, stride, str(path))
     rate = float(1.0 / np.median(np.diff(t))) if len(t) > 1 else 1.0
     groups = np.array([path.name] * len(values))
     return WindowSet(values, labels, tuple(channels), class_names, rate, timestamps=timestamps,
-                     uncertainty=uncertainty, groups=groups, name=path.name)
+                     uncertainty=uncertainty, groups=groups, name=path.name, filtered=steps is not None)
 
 
 def load_tables(paths: list[Path], **options) -> WindowSet:
@@ -165,4 +195,5 @@ def load_tables(paths: list[Path], **options) -> WindowSet:
     cat = lambda key: None if getattr(first, key) is None else np.concatenate([getattr(s, key) for s in sets])  # noqa: E731
     return WindowSet(cat("values"), labels, first.channel_names, class_names,
                      float(np.median([s.sampling_rate for s in sets])), timestamps=cat("timestamps"),
-                     uncertainty=cat("uncertainty"), groups=cat("groups"), name=str(paths[0].parent))
+                     uncertainty=cat("uncertainty"), groups=cat("groups"), name=str(paths[0].parent),
+                     filtered=first.filtered)

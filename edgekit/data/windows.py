@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from edgekit_runtime.errors import UserError
-from edgekit_runtime.preprocess import sliding_windows
+from edgekit_runtime.preprocess import Preprocessing, sliding_windows
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,9 @@ class WindowSet:
     uncertainty  [N, C, T] float32 per-value standard deviation, or None when unknown
     mask         [N, T] bool, True where a sample was observed (False on padding), or None when all observed
     groups       [N] str: the recording, subject, file or source split a window came from (grouped splits)
+    filtered     True when the windows were cut from recordings after their recording-level steps (resampling,
+                 filter: `load_table` with a signal spec), as `edgekit run` cuts them; model input then needs
+                 only the window-level steps (see `model_inputs`)
     """
 
     values: np.ndarray
@@ -32,6 +35,7 @@ class WindowSet:
     mask: np.ndarray | None = None
     groups: np.ndarray | None = None
     name: str = ""
+    filtered: bool = False
 
     def __post_init__(self):
         n, c, t = self.values.shape
@@ -96,3 +100,10 @@ def cut_windows(samples: np.ndarray, window: int, stride: int, what: str) -> np.
     if len(samples) < window:
         raise UserError(f"{what}: {len(samples)} samples, fewer than one window of {window}")
     return sliding_windows(np.ascontiguousarray(samples), window, stride)
+
+
+def model_inputs(pre: Preprocessing, windows: WindowSet) -> np.ndarray:
+    """Model-ready windows: the window-level steps for windows cut from processed recordings; for windows that
+    are whole cases (bundled benchmarks), every step, each case filtered from its own first sample (as `edgekit
+    run` filters a recording)."""
+    return pre.transform_windows(windows.values) if windows.filtered else pre.prepare_windows(windows.values)

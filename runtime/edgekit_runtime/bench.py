@@ -126,7 +126,7 @@ def bench_model(model_file, pre, n_windows: int, threads: int, batch_sizes, eval
            "windows_per_second": {"batch_1": 1.0 / float(np.median(lat)), "best": throughput[best],
                                   "best_batch": int(best), "by_batch": {str(k): v for k, v in throughput.items()}}}
     if evals is not None:
-        x = pre.prepare_windows(evals[0])
+        x = evals[0]
         pred = np.concatenate([model.logits(x[i : i + 32]).argmax(axis=1) for i in range(0, len(x), 32)])
         out["accuracy"] = float((pred == evals[1]).mean())
         out["accuracy_at_bundling"] = model_file.verification.get("eval_accuracy")
@@ -139,7 +139,7 @@ def run_bench(bundle_path, n_windows: int = 500, threads: int = 1, quick: bool =
     pre = b.preprocessing
     installed = installed_backends()
     runnable = [m for m in b.models if BACKENDS[m.format] in installed]
-    evals = b.eval_set()
+    evals = b.eval_inputs()
     if quick:
         n_windows = min(n_windows, 100)
     steps = ["cold start", "preprocessing", *[m.name for m in runnable]]

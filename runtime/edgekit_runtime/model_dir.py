@@ -1,5 +1,5 @@
 """Bundles: what is copied to the board. A directory (or a .tar.gz of one) holding model file(s),
-preprocess.json, manifest.json and optionally eval.npz (raw evaluation windows with labels).
+preprocess.json, manifest.json and optionally eval.npz (evaluation windows before preprocessing, with labels).
 
 The manifest lists the sha256 of every file, and every file in the bundle must be listed; a bundle with a
 missing or unlisted file, a changed byte, a model in an unknown format or ONNX external data outside the
@@ -131,6 +131,17 @@ class Bundle:
         if not np.isfinite(windows).all():
             raise UserError(f"{where}: windows: holds NaN or infinite values (or values beyond float32)")
         return windows, labels.astype(np.int64)
+
+    def eval_inputs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The evaluation windows as the model takes them, and their labels, or None. Windows cut from a filtered
+        recording (manifest eval.filtered: as `edgekit run` cut them) get the window-level steps only; windows
+        that are whole cases get every step, each filtered from its first sample."""
+        evals = self.eval_set()
+        if evals is None:
+            return None
+        pre = self.preprocessing
+        filtered = (self.manifest.get("eval") or {}).get("filtered", False)
+        return (pre.transform_windows if filtered else pre.prepare_windows)(evals[0]), evals[1]
 
 
 def _bundle_files(root: Path, where: Path) -> set[str]:

@@ -7,8 +7,9 @@ windows, so the board computes exactly what the model was trained on. The steps,
     resample to the nominal rate (resample.py) -> IIR filter (iir.py) -> sliding windows
   window level (`transform_windows`): detrend -> per-channel normalisation
 
-`prepare_windows` takes windows that were cut before preprocessing (the bundled datasets) and filters each one
-on its own before the window-level steps.
+`prepare_windows` takes windows that are whole cases cut before preprocessing (the bundled benchmarks) and
+filters each one from its own first sample, as the streaming path filters a recording, before the window-level
+steps. The compile side cuts users' recordings with the streaming path itself (edgekit.data.load_table).
 """
 
 from __future__ import annotations

@@ -195,6 +195,8 @@ def check_manifest(m: dict, where: str) -> None:
     if (ev := c.obj(m.get("eval"), "eval", optional=True)) is not None:
         c.string(ev.get("file"), "eval.file")
         c.integer(ev.get("windows"), "eval.windows", 0, 1 << 24)
+        if not isinstance(ev.get("filtered", False), bool):
+            c.fail("eval.filtered", f"expected true or false, got {_kind(ev.get('filtered'))}")
 
 
 def check_preprocess(p: dict, where: str) -> None:
