@@ -38,11 +38,9 @@ def _eval_windows(checkpoint: str, limit: int):
     """At most `limit` test-split windows of the checkpoint, before the model's preprocessing (a WindowSet),
     stratified by taking every k-th window, and the checkpoint's class names."""
     from .checkpoint import load_checkpoint
-    from .data import load_spec
-    from .train import split_from_spec
 
     ckpt = load_checkpoint(checkpoint)
-    _, _, test = split_from_spec(load_spec(ckpt.data), ckpt.data)
+    test = ckpt.windows("test")
     if len(test) == 0:
         raise UserError(f"{checkpoint}: the checkpoint's test split is empty; nothing to embed")
     return test.subset(np.linspace(0, len(test) - 1, min(limit, len(test))).round().astype(int)), ckpt.classes

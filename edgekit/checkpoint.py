@@ -1,12 +1,17 @@
-"""Checkpoints: a directory with the state dict (`model.pt`, loaded with weights_only=True) and a JSON file
-(`checkpoint.json`) holding everything else: model config, preprocessing, classes, data spec and metrics."""
+"""Checkpoints: a directory with the state dict (`model.pt`, loaded with weights_only=True), a JSON file
+(`checkpoint.json`: model config, preprocessing, classes, data spec with its split and the source's digest,
+metrics) and the windows later stages verify on (`data.npz`: test windows and labels, calibration windows from
+the training split, before preprocessing), so export, int8 export and bundle need neither the data files nor a
+re-split."""
 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgekit_runtime.errors import UserError
@@ -19,7 +24,41 @@ from .models import MSACNN, MSACNNConfig
 
 WEIGHTS = "model.pt"
 META = "checkpoint.json"
+HELD_OUT = "data.npz"
 FORMAT = 1
+CALIBRATION_WINDOWS = 256  # training windows kept for int8 calibration (export --calibration-size at most this)
+MAX_TEST_BYTES = 64 << 20  # test windows kept beyond this: every k-th
+
+
+@dataclass
+class HeldOut:
+    """The windows a checkpoint keeps, before the model's preprocessing."""
+
+    test_values: np.ndarray  # [N, C, T] float32
+    test_labels: np.ndarray  # [N] class indices
+    calibration: np.ndarray  # [M, C, T] float32, a seeded sample of the training split
+    filtered: bool  # cut from filtered recordings (WindowSet.filtered)
+
+    @classmethod
+    def of(cls, train, test, seed: int) -> "HeldOut":
+        """From the training and test WindowSets of a run."""
+        keep = max(1, MAX_TEST_BYTES // max(1, test.values[:1].nbytes))
+        test_index = np.arange(len(test)) if len(test) <= keep else \
+            np.linspace(0, len(test) - 1, keep).round().astype(int)
+        calib = np.arange(len(train))
+        if len(train) > CALIBRATION_WINDOWS:
+            calib = np.sort(np.random.default_rng(seed).choice(len(train), CALIBRATION_WINDOWS, replace=False))
+        return cls(test.values[test_index], test.labels[test_index].astype(np.int64), train.values[calib],
+                   bool(test.filtered))
+
+    def windows(self, which: str, ckpt: "Checkpoint"):
+        """The "test" or "calibration" windows as a WindowSet (calibration windows are unlabelled)."""
+        from .data import WindowSet
+
+        values = self.test_values if which == "test" else self.calibration
+        labels = self.test_labels if which == "test" else None
+        return WindowSet(values, labels, ckpt.preprocessing.channels, ckpt.classes,
+                         ckpt.preprocessing.sampling_rate, filtered=self.filtered)
 
 
 @dataclass
@@ -29,6 +68,18 @@ class Checkpoint:
     classes: tuple[str, ...]
     data: dict  # how to reload the training data and its split (see edgekit.cli)
     metrics: dict
+    held_out: HeldOut | None = None  # None: a checkpoint written before checkpoints kept their windows
+
+    def windows(self, which: str):
+        """The checkpoint's "test" or "calibration" windows (a WindowSet before preprocessing); an older
+        checkpoint without them reloads its data and split."""
+        if self.held_out is not None:
+            return self.held_out.windows(which, self)
+        from .data import load_spec
+        from .train import split_from_spec
+
+        train, _, test = split_from_spec(load_spec(self.data), self.data)
+        return test if which == "test" else train
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint, overwrite: bool = False) -> None:
@@ -44,6 +95,9 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, overwrite: bool = False)
     with atomic_directory(path, overwrite=overwrite) as tmp:
         torch.save(ckpt.model.state_dict(), tmp / WEIGHTS)
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        if (h := ckpt.held_out) is not None:
+            np.savez_compressed(tmp / HELD_OUT, test_values=h.test_values, test_labels=h.test_labels,
+                                calibration=h.calibration, filtered=np.array(h.filtered))
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -64,4 +118,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise UserError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
     model.eval()
     return Checkpoint(model, Preprocessing.from_json(meta["preprocess"]), tuple(meta["classes"]),
-                      meta.get("data", {}), meta.get("metrics", {}))
+                      meta.get("data", {}), meta.get("metrics", {}), _load_held_out(path))
+
+
+def _load_held_out(path: Path) -> HeldOut | None:
+    if not (path / HELD_OUT).exists():
+        return None
+    try:
+        with np.load(path / HELD_OUT, allow_pickle=False) as z:
+            return HeldOut(z["test_values"], z["test_labels"], z["calibration"], bool(z["filtered"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path / HELD_OUT}: unreadable ({e})") from None

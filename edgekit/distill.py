@@ -125,7 +125,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     """
     from dataclasses import replace
 
-    from .checkpoint import Checkpoint, save_checkpoint
+    from .checkpoint import Checkpoint, HeldOut, save_checkpoint
     from .models import MSACNN, count_macs, count_parameters
     from .teacher.finetune import few_label_indices
     from .teacher.store import load_teacher
@@ -221,7 +221,8 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     metrics = {**final_history, "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"],
                "distilled_from": str(teacher_dir), "distill": asdict(settings), "kept": kept,
                "refit": bool(train_settings.refit and len(va))}
-    save_checkpoint(out, Checkpoint(final, pre, ds.class_names, spec, metrics), overwrite=overwrite)
+    save_checkpoint(out, Checkpoint(final, pre, ds.class_names, spec, metrics, HeldOut.of(tr, te, spec["seed"])),
+                    overwrite=overwrite)
     t_params = teacher.model.parameter_count()
     s_params = count_parameters(final)
     return {

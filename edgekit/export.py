@@ -10,9 +10,8 @@ from edgekit_runtime.model_dir import MANIFEST, PREPROCESS, sha256_file
 
 from . import __version__
 from .checkpoint import load_checkpoint
-from .data import load_spec, model_inputs
+from .data import model_inputs
 from .models import count_parameters, equalize_activations
-from .train import split_from_spec
 
 
 def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: str = "fp32",
@@ -21,7 +20,8 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
                       quant_format: str = "qoperator", int8_io: bool = False, overwrite: bool = False,
                       extra: dict | None = None) -> dict:
     """Export as `fmt`/`precision`, verify on the checkpoint's held-out test windows, write the model directory
-    atomically. int8 is calibrated on `calibration_size` windows of the training split, after the student's
+    atomically, from the windows the checkpoint keeps. int8 is calibrated on `calibration_size` windows of the
+    training split (at most checkpoint.CALIBRATION_WINDOWS), after the student's
     activation ranges are equalised on them (models.msa_cnn.equalize_activations). Tolerances left as None
     take the precision's defaults (edgekit_exporters.DEFAULT_TOLERANCES). `extra` entries are added to the
     manifest. Returns the manifest."""
@@ -34,13 +34,12 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
     tolerance = DEFAULT_TOLERANCES[precision].merged(max_abs_diff=atol, min_agreement=min_agreement,
                                                      max_accuracy_drop=max_accuracy_drop)
     ckpt = load_checkpoint(checkpoint)
-    ds = load_spec(ckpt.data)
-    train, _, test = split_from_spec(ds, ckpt.data)
+    test = ckpt.windows("test")
     windows = model_inputs(ckpt.preprocessing, test)
     calibration = None
     if precision == "int8":
-        calibration = calibration_windows(model_inputs(ckpt.preprocessing, train), calibration_size,
-                                          seed=ckpt.data.get("seed", 0))
+        calibration = calibration_windows(model_inputs(ckpt.preprocessing, ckpt.windows("calibration")),
+                                          calibration_size, seed=ckpt.data.get("seed", 0))
     model = ckpt.model
     if precision == "int8" and "qat" not in ckpt.metrics:  # QAT weights are on the int8 grid already
         model = equalize_activations(model, torch.from_numpy(calibration))

@@ -136,7 +136,7 @@ def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4
            "test_accuracy_int8_simulated_before": simulated_before,
            "test_accuracy_int8_simulated_after": simulated_after}
     metrics = {**ckpt.metrics, "test_accuracy": after, "qat": qat}
-    save_checkpoint(out, Checkpoint(model, pre, ckpt.classes, ckpt.data, metrics), overwrite=overwrite)
+    save_checkpoint(out, Checkpoint(model, pre, ckpt.classes, ckpt.data, metrics, ckpt.held_out), overwrite=overwrite)
     return {**qat, "test_accuracy": after, "checkpoint": str(out)}
 
 

@@ -89,9 +89,10 @@ def _confusions(run: Path) -> str:
     t_pred = teacher_outputs(str(teacher_dir), teacher, te)[0].argmax(1)
     parts.append(_figure(_confusion_figure(te.labels, t_pred, ds.class_names, "teacher"),
                          f"teacher on the {len(te)} test windows"))
-    s_pred = predict_logits(student.model, model_inputs(student.preprocessing, te)).argmax(1)
-    parts.append(_figure(_confusion_figure(te.labels, s_pred, ds.class_names, "student"),
-                         f"student on the {len(te)} test windows"))
+    student_test = student.windows("test")
+    s_pred = predict_logits(student.model, model_inputs(student.preprocessing, student_test)).argmax(1)
+    parts.append(_figure(_confusion_figure(student_test.labels, s_pred, ds.class_names, "student"),
+                         f"student on the {len(student_test)} test windows"))
     return "".join(parts)
 
 

@@ -188,9 +188,11 @@ def split_from_spec(ds, spec: dict):
 def labelled_splits(spec: dict, split_method: str | None, test_groups: list[str] | None, val: float, test: float,
                     seed: int):
     """Load labelled data and split it: (dataset, spec with the split recorded, train, val, test)."""
-    from .data import load_spec
+    from .data import load_spec, source_digest
 
     ds = load_spec(spec)
+    if (digest := source_digest(spec["dataset"])) is not None:
+        spec = {**spec, "source_sha256": digest}
     if ds.labels is None:
         raise UserError(f"{ds.name}: no labels to train on (give --label-column for your files)")
     split_method, test_groups = resolve_split(ds, split_method, test_groups)
@@ -261,7 +263,7 @@ def train_student(spec: dict, out: str, split_method: str | None = None, test_gr
     fields to set (benchmarks/training_recipe.py)."""
     import time
 
-    from .checkpoint import Checkpoint, save_checkpoint
+    from .checkpoint import Checkpoint, HeldOut, save_checkpoint
     from .data import bundled_name, model_inputs
     from .filters import signal_spec, signal_steps
     from .models import MSACNN, count_macs, count_parameters
@@ -288,7 +290,8 @@ def train_student(spec: dict, out: str, split_method: str | None = None, test_gr
     test_metrics = classification_metrics(te.labels, predict_logits(model, x["test"]))
     metrics = {**history, "test_accuracy": test_metrics["accuracy"], "test_macro_f1": test_metrics["macro_f1"],
                "train_seconds": round(time.perf_counter() - started, 1)}
-    save_checkpoint(out, Checkpoint(model, pre, ds.class_names, spec, metrics), overwrite=overwrite)
+    save_checkpoint(out, Checkpoint(model, pre, ds.class_names, spec, metrics, HeldOut.of(tr, te, spec["seed"])),
+                    overwrite=overwrite)
     return {"dataset": ds.name, "windows": {"train": len(tr), "val": len(va), "test": len(te)},
             "parameters": count_parameters(model), "macs": count_macs(model), "model": cfg.to_dict(), "metrics": metrics,
             "checkpoint": str(out)}

@@ -116,3 +116,39 @@ def test_a_benchmark_case_is_its_own_recording():
     for case, expected in zip(ds.values[:5], x):
         _, got, _ = process_recording(pre, np.arange(ds.length) / ds.sampling_rate, case.T)
         assert np.abs(got[0] - expected).max() <= 1e-6
+
+
+def test_a_checkpoint_exports_and_bundles_with_its_data_moved_away_and_refuses_changed_data(tmp_path):
+    """Export (fp32 and int8) and bundle use the windows the checkpoint keeps; a stage that must reload the data
+    (QAT) refuses files that changed since training instead of silently re-splitting them."""
+    from edgekit.bundle import build_bundle
+    from edgekit.checkpoint import load_checkpoint
+    from edgekit.export import export_checkpoint
+    from edgekit.train import TrainSettings, train_student
+    from edgekit_runtime.model_dir import load_bundle
+    from test_cli_errors import assert_one_line_error, edgekit
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _recording(data / "rec.csv", np.random.default_rng(1))
+    spec = {"dataset": str(data), "window": 100, "stride": 50, "label_column": "label"}
+    train_student(spec, str(tmp_path / "ckpt"), settings=TrainSettings(steps=30), progress=False)
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    assert len(ckpt.data["source_sha256"]) == 64
+    test = ckpt.windows("test")
+
+    data.rename(tmp_path / "elsewhere")
+    fp32 = export_checkpoint(str(tmp_path / "ckpt"), str(tmp_path / "fp32"))
+    assert fp32["verification"]["windows"] == len(test) and fp32["verification"]["max_abs_diff"] < 1e-4
+    int8 = export_checkpoint(str(tmp_path / "ckpt"), str(tmp_path / "int8"), precision="int8")
+    assert int8["verification"]["calibration_windows"] == len(ckpt.windows("calibration")) > 0
+    build_bundle([str(tmp_path / "fp32")], str(tmp_path / "bundle"), checkpoint=str(tmp_path / "ckpt"))
+    windows, labels = load_bundle(tmp_path / "bundle").eval_set()
+    np.testing.assert_array_equal(labels, test.labels)
+
+    (tmp_path / "elsewhere").rename(data)
+    with open(data / "rec.csv", "a") as f:
+        f.write("9999.0,1.0,2.0,idle\n")
+    assert_one_line_error(edgekit("quantize", tmp_path / "ckpt", "--qat", "--out", tmp_path / "qat"),
+                          "the data changed since the checkpoint was trained")
+    assert not (tmp_path / "qat").exists()

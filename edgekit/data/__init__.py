@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from edgekit_runtime.errors import UserError
@@ -12,7 +13,7 @@ from .tables import TABLE_SUFFIXES, load_table, load_tables
 from .windows import WindowSet, model_inputs
 
 __all__ = ["BUNDLED", "SPLIT_METHODS", "WindowSet", "load_dataset", "load_spec", "load_table", "load_tables",
-           "model_inputs", "split_dataset"]
+           "model_inputs", "source_digest", "split_dataset"]
 
 
 def load_dataset(name: str, window: int | None = None, stride: int | None = None, signal: dict | None = None,
@@ -35,17 +36,43 @@ def load_dataset(name: str, window: int | None = None, stride: int | None = None
     options = {k: v for k, v in table_options.items() if v is not None}
     options.update(window=window, stride=stride or window, signal=signal)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in TABLE_SUFFIXES)
-        if not files:
-            raise UserError(f"{path}: no {'/'.join(TABLE_SUFFIXES)} files in this directory")
-        return load_tables(files, **options)
+        return load_tables(_table_files(path), **options)
     return load_table(path, **options)
+
+
+def _table_files(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in TABLE_SUFFIXES)
+    if not files:
+        raise UserError(f"{path}: no {'/'.join(TABLE_SUFFIXES)} files in this directory")
+    return files
+
+
+def source_digest(name: str) -> str | None:
+    """sha256 over the names and bytes of a user dataset's files (None for a bundled dataset): a checkpoint
+    records it, and reloading refuses data that changed since (the split would no longer be the one trained
+    on)."""
+    if bundled_name(name) is not None or not Path(name).exists():
+        return None
+    digest = hashlib.sha256()
+    for f in _table_files(Path(name)):
+        digest.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def load_spec(spec: dict) -> WindowSet:
     """Load what a data spec names: {"dataset", "window", "stride", "time_column", "label_column", "channels",
     "uncertainty_suffix", "signal"} (missing keys mean defaults). Checkpoints record such a spec to reload their
-    data, so every stage after training sees the windows training saw."""
+    data, so every stage after training sees the windows training saw; with "source_sha256", data that changed
+    since is refused."""
+    expected = spec.get("source_sha256")
+    if expected is not None and source_digest(spec["dataset"]) != expected:
+        raise UserError(f"{spec['dataset']}: the data changed since the checkpoint was trained (sha256 differs); "
+                        "its split and windows would not be the ones it was trained and tested on")
     return load_dataset(spec["dataset"], window=spec.get("window"), stride=spec.get("stride"),
                         signal=spec.get("signal"), time_column=spec.get("time_column"), label_column=spec.get("label_column"),
                         channels=spec.get("channels"), uncertainty_suffix=spec.get("uncertainty_suffix"))
