@@ -333,6 +333,37 @@ def test_row7_a_model_that_does_not_fit_the_bundle_is_refused_before_run_writes(
     assert message.split(":")[0] in one_error(edgekit("verify", b))
 
 
+
+def tflite_model(window=WINDOW, outputs=len(CLASSES)) -> bytes:
+    """Flatten + Linear as .tflite (fixed batch of 1, as edgekit exports): [1, 2, window] -> [1, outputs]."""
+    import torch
+
+    from edgekit_exporters.tflite_export import to_tflite
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * window, outputs)).eval()
+    return to_tflite(model, torch.zeros(1, 2, window))
+
+
+@pytest.mark.parametrize("model, message", [
+    (b"garbage that hashes fine", "model-fp32.tflite"),
+    ("window", "input: the model takes [1, 2, 50], which does not fit windows [N, 2, 16]"),
+    ("outputs", "output: the model gives 4 class scores, the bundle lists 3 classes"),
+])
+def test_row7_a_tflite_model_that_does_not_fit_the_bundle_is_refused(made, b, model, message):
+    """The same checks through LiteRT: a file that is not a model, or one whose shapes do not fit."""
+    if model == "window":
+        model = tflite_model(window=50)
+    elif model == "outputs":
+        model = tflite_model(outputs=4)
+    (b / "model-fp32.onnx").unlink()
+    (b / "model-fp32.tflite").write_bytes(model)
+    edit_json(b, "manifest.json", lambda m: m["models"][0].update(file="model-fp32.tflite", format="tflite"))
+    sign(rehash(b), made["key"])
+    with pytest.raises(UserError, match=message.replace("[", r"\[")):
+        Runner(b)
+    assert message.split(":")[0] in one_error(edgekit("verify", b))
+
 # --- row 9: eval.npz and archives --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content, message", [

@@ -170,6 +170,8 @@ def load_table(
                             f"uncertainty must be positive, got {sigma[i, j]}")
         uncertainty = cut_windows(sigma.astype(np.float32), window, stride, str(path))
     rate = float(1.0 / np.median(np.diff(t))) if len(t) > 1 else 1.0
+    if steps is not None and steps.max_gap is not None:
+        rate = steps.sampling_rate
     groups = np.array([path.name] * len(values))
     return WindowSet(values, labels, tuple(channels), class_names, rate, timestamps=timestamps,
                      uncertainty=uncertainty, groups=groups, name=path.name, filtered=steps is not None)

@@ -117,7 +117,8 @@ class LiteRTModel(Model):
             return np.ascontiguousarray(windows.transpose(0, 2, 1))
         if shape == (1, t, c):
             return np.ascontiguousarray(windows.transpose(0, 2, 1)).reshape(n, 1, t, c)
-        raise UserError(f"{self.path}: model input {list(self._in['shape'])} does not fit windows [N, {c}, {t}]")
+        taken = [int(d) for d in self._in["shape"]]
+        raise UserError(f"{self.path}: input: the model takes {taken}, which does not fit windows [N, {c}, {t}]")
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         fixed = self._in.get("shape_signature", self._in["shape"])[0] > 0  # litert-torch exports batch 1
