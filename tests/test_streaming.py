@@ -8,7 +8,8 @@ import pytest
 import scipy.signal as ss
 
 from edgekit_runtime.errors import UserError
-from edgekit_runtime.iir import IIRFilter, sosfilt
+from edgekit_runtime.iir import IIRFilter
+from edgekit_runtime.kernels import sosfilt
 from edgekit_runtime.preprocess import Preprocessing, sliding_windows
 from edgekit_runtime.resample import Resampler
 from edgekit_runtime.stream import Chunk, StreamPreprocessor, process_recording

@@ -11,28 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from .errors import UserError
-
-
-@njit(cache=True)
-def sosfilt(x, sos, z):
-    """Filter `[S, C]` float64 samples through the cascade; `z` `[n_sections, C, 2]` is updated in place
-    (transposed direct form II, as scipy.signal.sosfilt)."""
-    s_len, c_len = x.shape
-    n_sec = sos.shape[0]
-    out = np.empty_like(x)
-    for s in range(s_len):
-        for c in range(c_len):
-            v = x[s, c]
-            for j in range(n_sec):
-                y = sos[j, 0] * v + z[j, c, 0]
-                z[j, c, 0] = sos[j, 1] * v - sos[j, 4] * y + z[j, c, 1]
-                z[j, c, 1] = sos[j, 2] * v - sos[j, 5] * y
-                v = y
-            out[s, c] = v
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +38,8 @@ class IIRFilter:
 
     def apply_windows(self, windows: np.ndarray) -> np.ndarray:
         """Filter each `[C, T]` window on its own, from the steady state of its first sample."""
+        from .kernels import sosfilt
+
         out = np.empty(windows.shape, np.float32)
         for i, w in enumerate(windows):
             x = np.ascontiguousarray(w.T, dtype=np.float64)

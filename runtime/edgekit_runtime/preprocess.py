@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from .errors import UserError
 from .iir import IIRFilter
@@ -27,75 +26,38 @@ DETREND_MODES = ("none", "constant", "linear")
 _EPS = 1e-8
 
 
-@njit(cache=True)
-def _normalize_stored(x, mean, std):
-    n, c, t = x.shape
-    out = np.empty_like(x)
-    for i in range(n):
-        for j in range(c):
-            inv = 1.0 / (std[j] + _EPS)
-            for k in range(t):
-                out[i, j, k] = (x[i, j, k] - mean[j]) * inv
-    return out
+# The window-level steps are numpy: vectorised over windows they cost no more than numba kernels, and a bundle
+# that neither filters nor resamples then runs without importing numba (kernels.py) at all. Sums and scales are
+# taken in float64, the result stored as float32.
+
+def _normalize_stored(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    inv = 1.0 / (std.astype(np.float64) + _EPS)
+    return ((x - mean[:, None]) * inv[:, None]).astype(np.float32)
 
 
-@njit(cache=True)
-def _normalize_window(x):
-    n, c, t = x.shape
-    out = np.empty_like(x)
-    for i in range(n):
-        for j in range(c):
-            s = 0.0
-            for k in range(t):
-                s += x[i, j, k]
-            m = s / t
-            v = 0.0
-            for k in range(t):
-                d = x[i, j, k] - m
-                v += d * d
-            inv = 1.0 / (np.sqrt(v / t) + _EPS)
-            for k in range(t):
-                out[i, j, k] = (x[i, j, k] - m) * inv
-    return out
+def _normalize_window(x: np.ndarray) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    centred = x64 - x64.mean(axis=2, keepdims=True)
+    inv = 1.0 / (np.sqrt((centred * centred).mean(axis=2, keepdims=True)) + _EPS)
+    return (centred * inv).astype(np.float32)
 
 
-@njit(cache=True)
-def _detrend(x, linear):
-    """Remove each channel's mean (or least-squares line) over the window, in place."""
-    n, c, t = x.shape
-    tc = (t - 1) / 2.0
-    sxx = 0.0
-    for k in range(t):
-        sxx += (k - tc) * (k - tc)
-    for i in range(n):
-        for j in range(c):
-            s = 0.0
-            for k in range(t):
-                s += x[i, j, k]
-            m = s / t
-            slope = 0.0
-            if linear and sxx > 0:
-                sxy = 0.0
-                for k in range(t):
-                    sxy += (k - tc) * (x[i, j, k] - m)
-                slope = sxy / sxx
-            for k in range(t):
-                x[i, j, k] = x[i, j, k] - (m + slope * (k - tc))
-    return x
+def _detrend(x: np.ndarray, linear: bool) -> np.ndarray:
+    """Each channel less its mean (or least-squares line) over the window."""
+    x64 = x.astype(np.float64)
+    x64 -= x64.mean(axis=2, keepdims=True)
+    k = np.arange(x.shape[2]) - (x.shape[2] - 1) / 2.0
+    if linear and k @ k > 0:
+        x64 -= (x64 @ k / (k @ k))[..., None] * k
+    return x64.astype(np.float32)
 
 
-@njit(cache=True)
-def sliding_windows(samples, window, stride):
+def sliding_windows(samples: np.ndarray, window: int, stride: int) -> np.ndarray:
     """Cut a `[S, C]` sample stream into `[N, C, window]` windows starting at 0, stride, 2*stride, ..."""
     s, c = samples.shape
-    n = 0 if s < window else (s - window) // stride + 1
-    out = np.empty((n, c, window), dtype=samples.dtype)
-    for i in range(n):
-        start = i * stride
-        for k in range(window):
-            for j in range(c):
-                out[i, j, k] = samples[start + k, j]
-    return out
+    if s < window:
+        return np.empty((0, c, window), dtype=samples.dtype)
+    return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(samples, window, axis=0)[::stride])
 
 
 def window_labels(sample_labels: np.ndarray, window: int, stride: int) -> np.ndarray:
@@ -158,7 +120,7 @@ class Preprocessing:
         """The window-level steps (detrend, normalise) on `[N, C, T]` windows of an already filtered signal."""
         x = self._check(windows)
         if self.detrend != "none":
-            x = _detrend(x.copy(), self.detrend == "linear")
+            x = _detrend(x, self.detrend == "linear")
         if self.normalize == "stored":
             return _normalize_stored(x, np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32))
         if self.normalize == "window":

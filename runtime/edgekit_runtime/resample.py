@@ -1,4 +1,4 @@
-"""Resampling irregular timestamps onto the nominal sampling grid, one chunk at a time.
+"""Resampling irregular timestamps onto the nominal sampling grid, one chunk at a time (kernels.resample).
 
 The grid of a segment starts at its first sample's time t0 and has points t0 + k / rate (computed from k, never
 accumulated, so a chunked stream lands on exactly the same points as the whole signal). Each point is the linear
@@ -11,53 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
-
-
-@njit(cache=True)
-def _resample(times, values, start, state, prev_v, rate, max_gap, out_t, out_v, out_src):
-    """Consume samples from `start`; write grid points to out_*; return (next input index, points written).
-
-    Stops early, before sample i, when the gap to it exceeds max_gap (the caller starts a new segment there).
-    `state` = [t0, k, prev_t, has_prev] and `prev_v` [C] are updated in place. `out_src` is the index of the
-    input sample nearest to each grid point (to carry labels)."""
-    n_out = 0
-    i = start
-    n_in, c_len = values.shape
-    while i < n_in:
-        t = times[i]
-        if state[3] == 0.0:
-            state[0] = t
-            state[1] = 1.0
-            state[2] = t
-            state[3] = 1.0
-            for c in range(c_len):
-                prev_v[c] = values[i, c]
-                out_v[n_out, c] = values[i, c]
-            out_t[n_out] = t
-            out_src[n_out] = i
-            n_out += 1
-            i += 1
-            continue
-        prev_t = state[2]
-        if t - prev_t > max_gap:
-            return i, n_out
-        while True:
-            g = state[0] + state[1] / rate
-            if g > t:
-                break
-            w = (g - prev_t) / (t - prev_t) if t > prev_t else 1.0
-            for c in range(c_len):
-                out_v[n_out, c] = prev_v[c] * (1.0 - w) + values[i, c] * w
-            out_t[n_out] = g
-            out_src[n_out] = i if w >= 0.5 else i - 1
-            n_out += 1
-            state[1] += 1.0
-        state[2] = t
-        for c in range(c_len):
-            prev_v[c] = values[i, c]
-        i += 1
-    return i, n_out
 
 
 class Resampler:
@@ -74,6 +27,8 @@ class Resampler:
     def push(self, times: np.ndarray, values: np.ndarray) -> list[tuple[bool, np.ndarray, np.ndarray, np.ndarray]]:
         """Resample a chunk; return pieces (starts_new_segment, grid times [P], values [P, C] float64,
         nearest input index [P])."""
+        from .kernels import resample
+
         times = np.ascontiguousarray(times, np.float64)
         values = np.ascontiguousarray(values, np.float64)
         pieces = []
@@ -85,8 +40,8 @@ class Resampler:
             out_t = np.empty(bound, np.float64)
             out_v = np.empty((bound, self.n_channels), np.float64)
             out_src = np.empty(bound, np.int64)
-            stop, n = _resample(times, values, start, self._state, self._prev_v, self.rate, self.max_gap,
-                                out_t, out_v, out_src)
+            stop, n = resample(times, values, start, self._state, self._prev_v, self.rate, self.max_gap,
+                               out_t, out_v, out_src)
             pieces.append((bool(new_segment), out_t[:n], out_v[:n], out_src[:n]))
             if stop < len(times):  # a gap: the next sample opens a new segment
                 self.reset()

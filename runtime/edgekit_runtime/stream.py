@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .iir import sosfilt
 from .preprocess import Preprocessing, sliding_windows, window_labels
 from .resample import Resampler
 
@@ -112,6 +111,8 @@ class StreamPreprocessor:
         f = self.pre.filter
         if f is None:
             return np.asarray(values, np.float32)
+        from .kernels import sosfilt
+
         x = np.ascontiguousarray(values, np.float64)
         if self._filter_state is None:
             self._filter_state = f.initial_state(x[0])
