@@ -46,7 +46,8 @@ def main():
     from edgekit.data import load_dataset, split_dataset
     from edgekit.teacher.data import prepare
     from edgekit.teacher.model import Teacher, TeacherConfig
-    from edgekit.teacher.pretrain import PretrainSettings, pretrain, reconstruction_rmse
+    from edgekit.teacher.pretrain import pretrain, reconstruction_rmse
+    from edgekit.teacher.settings import PretrainSettings
     from edgekit.teacher.store import TeacherCheckpoint
     from edgekit.train import fit_preprocessing
     from results import write

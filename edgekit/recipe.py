@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit_runtime.errors import UserError
+from .teacher.settings import PretrainSettings
 from .train_settings import FINETUNE, TrainSettings
 
 REQUIRED = object()
 STUDENT = TrainSettings()  # the student recipe's defaults: distillation trains the same way
+PRETRAIN = PretrainSettings()
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,9 @@ def _sections() -> dict[str, dict[str, Key]]:
         # steps = 0: no self-supervised pretraining on this data (the general teacher, or a teacher from scratch,
         # is fine-tuned directly); steps > 0 with teacher.pretrained continues pretraining it on this data
         "pretrain": {
-            "steps": Key(int, 0), "tokens_per_step": Key(int, 4096), "lr": Key(float, 1e-3), "warmup": Key(int, 50),
-            "eval_every": Key(int, 100), "checkpoint_every": Key(int, 100),
+            "steps": Key(int, 0), "tokens_per_step": Key(int, PRETRAIN.tokens_per_step), "lr": Key(float, PRETRAIN.lr),
+            "warmup": Key(int, PRETRAIN.warmup), "eval_every": Key(int, PRETRAIN.eval_every),
+            "checkpoint_every": Key(int, PRETRAIN.checkpoint_every),
         },
         "finetune": {
             "steps": Key(int, FINETUNE.steps), "epochs": Key(int), "patience": Key(int),

@@ -13,9 +13,10 @@ from edgekit.data import WindowSet, load_dataset, split_dataset
 from edgekit.teacher.attention import TimeBias, dense_attention, scan_attention, sparse_attention
 from edgekit.teacher.data import prepare
 from edgekit.teacher.loss import masked_reconstruction_loss, uncertainty_weights
-from edgekit.teacher.masking import MaskSettings, make_masks
+from edgekit.teacher.masking import make_masks
 from edgekit.teacher.model import Teacher, TeacherConfig
-from edgekit.teacher.pretrain import PretrainSettings, pretrain, reconstruction_rmse
+from edgekit.teacher.pretrain import pretrain, reconstruction_rmse
+from edgekit.teacher.settings import MaskSettings, PretrainSettings
 from edgekit.teacher.store import TeacherCheckpoint, load_teacher
 from edgekit.train import fit_preprocessing
 from edgekit_runtime.errors import UserError

@@ -11,6 +11,9 @@ from edgekit_runtime.errors import UserError
 
 from ..cli import _csv_list, _data_spec, data_options, split_options
 from ..train_settings import FINETUNE
+from .settings import PretrainSettings
+
+PRETRAIN = PretrainSettings()
 
 SIZE_CHOICE = click.Choice(["tiny", "small", "base", "large"])
 ATTENTION_CHOICE = click.Choice(["dense", "sparse", "scan"])
@@ -36,18 +39,18 @@ def _write_json(path, obj):
 @click.option("--block", default=64, show_default=True, help="Key block size of sparse attention.")
 @click.option("--topk", default=4, show_default=True, help="Blocks each query block attends to besides its own.")
 @click.option("--no-time-bias", is_flag=True, help="Switch off the learned relative-time attention bias.")
-@click.option("--steps", default=2000, show_default=True)
-@click.option("--tokens-per-step", default=4096, show_default=True, help="Tokens (patches of one channel) per batch.")
-@click.option("--max-tokens", default=64, show_default=True,
+@click.option("--steps", default=PRETRAIN.steps, show_default=True)
+@click.option("--tokens-per-step", default=PRETRAIN.tokens_per_step, show_default=True, help="Tokens (patches of one channel) per batch.")
+@click.option("--max-tokens", default=PRETRAIN.max_tokens, show_default=True,
               help="Longer windows are seen in random crops of this many tokens.")
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--warmup", default=100, show_default=True, help="Linear warm-up steps, then cosine decay.")
-@click.option("--mask-prob", default=0.5, show_default=True, help="Share of observed tokens in the loss.")
-@click.option("--mask-random", default=0.2, show_default=True, help="Of those (not kept): share given random values.")
-@click.option("--mask-keep", default=0.2, show_default=True, help="Of those: share keeping their true value.")
-@click.option("--mask-span", default=1, show_default=True, help="Mask contiguous runs of this many tokens.")
-@click.option("--eval-every", default=100, show_default=True, help="Steps between validation RMSE measurements.")
-@click.option("--checkpoint-every", default=500, show_default=True)
+@click.option("--lr", default=PRETRAIN.lr, show_default=True)
+@click.option("--warmup", default=PRETRAIN.warmup, show_default=True, help="Linear warm-up steps, then cosine decay.")
+@click.option("--mask-prob", default=PRETRAIN.mask.prob, show_default=True, help="Share of observed tokens in the loss.")
+@click.option("--mask-random", default=PRETRAIN.mask.random, show_default=True, help="Of those (not kept): share given random values.")
+@click.option("--mask-keep", default=PRETRAIN.mask.keep, show_default=True, help="Of those: share keeping their true value.")
+@click.option("--mask-span", default=PRETRAIN.mask.span, show_default=True, help="Mask contiguous runs of this many tokens.")
+@click.option("--eval-every", default=PRETRAIN.eval_every, show_default=True, help="Steps between validation RMSE measurements.")
+@click.option("--checkpoint-every", default=PRETRAIN.checkpoint_every, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/DATASET/teacher].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out with its recorded data and settings.")
 @click.option("--overwrite", is_flag=True, help="Start afresh even if --out holds a run.")

@@ -18,7 +18,8 @@ from edgekit_runtime.errors import UserError
 from .corpus import SOURCES, load_corpus, manifest
 from .data import prepare
 from .model import Teacher, TeacherConfig
-from .pretrain import PretrainSettings, pretrain
+from .pretrain import pretrain
+from .settings import PretrainSettings
 from .store import TeacherCheckpoint, load_teacher, save_teacher
 
 GENERAL = "general"

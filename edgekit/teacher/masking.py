@@ -9,25 +9,9 @@ Astromer 2's setting: prob 0.5, keep 0.2, random 0.2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass(frozen=True)
-class MaskSettings:
-    prob: float = 0.5
-    random: float = 0.2
-    keep: float = 0.2
-    span: int = 1
-
-    def __post_init__(self):
-        for name in ("prob", "random", "keep"):
-            v = getattr(self, name)
-            if not 0 <= v <= 1:
-                raise ValueError(f"mask {name} must be in [0, 1], got {v}")
-        if self.span < 1:
-            raise ValueError("mask span must be >= 1")
+from .settings import MaskSettings
 
 
 def make_masks(observed: torch.Tensor, s: MaskSettings, gen: torch.Generator):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -24,25 +24,10 @@ from edgekit_runtime.errors import UserError
 
 from .data import TeacherData
 from .loss import masked_reconstruction_loss, masked_rmse, uncertainty_weights
-from .masking import MaskSettings, apply_random, make_masks
+from .masking import apply_random, make_masks
 from .model import Teacher, patches
+from .settings import MaskSettings, PretrainSettings
 from .store import TeacherCheckpoint, load_teacher, save_teacher
-
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    steps: int = 2000
-    tokens_per_step: int = 4096
-    max_tokens: int = 64  # crop length in patches: longer windows are seen in random crops
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: int = 100
-    eval_every: int = 100
-    checkpoint_every: int = 500
-    seed: int = 0
-    use_mask_token: bool = True  # off: masked values are zeroed instead (ablation)
-    use_uncertainty: bool = True  # off: uniform loss weights (ablation)
-    mask: MaskSettings = field(default_factory=MaskSettings)
 
 
 def _lr_lambda(s: PretrainSettings):

@@ -10,9 +10,9 @@ from ..data import load_spec
 from ..train import fit_preprocessing, resolve_split, split_from_spec
 from .data import prepare
 from .general import resolve
-from .masking import MaskSettings
 from .model import Teacher, TeacherConfig
-from .pretrain import PretrainSettings, pretrain, resume_checkpoint
+from .pretrain import pretrain, resume_checkpoint
+from .settings import MaskSettings, PretrainSettings
 from .store import TeacherCheckpoint, load_teacher
 
 
