@@ -1,7 +1,8 @@
 """The numba kernels: the per-sample recursions numpy cannot vectorise (IIR filtering, resampling onto the grid).
 
-Imported only when a model's preprocessing filters or resamples: numba and its LLVM add about 80 MB and a few
-hundred milliseconds to a process, which a bundle with window-level steps alone (numpy) does not pay.
+Imported only when a model's preprocessing filters or resamples: numba, its LLVM and the cached kernels took a
+run process from 67 to 200 MB and its first prediction from 0.23 to 0.87 s (benchmarks/results/runtime_vs_torch.md),
+which a bundle with window-level steps alone (numpy) does not pay.
 """
 
 from __future__ import annotations
