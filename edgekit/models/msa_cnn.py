@@ -50,7 +50,6 @@ from edgekit_runtime.errors import UserError
 from .macs import macs_of
 
 MIN_TOKENS = 4
-READOUTS = ("mean", "max")
 
 
 def default_kernel(length: int) -> int:
@@ -74,11 +73,8 @@ class MSACNNConfig:
     batch_norm: bool = True
     input_scaling: bool = False
     univariate_kernel: int = 1
-    readout: str = "mean"  # how the encoder's time steps become one feature vector: "mean" or "max"
 
     def __post_init__(self):
-        if self.readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}")
         if self.width < 0.25 or min(self.scales, self.scale_kernel, self.kernel, self.univariate_kernel) < 1:
             raise ValueError("width must be at least 0.25; scales, kernel, scale_kernel and univariate_kernel "
                              "positive")
@@ -225,8 +221,7 @@ class MSACNN(nn.Module):
         x = torch.cat([b(x)[..., :length] for b in self.branches], dim=1)  # [B, 8w, C, T // P]
         x = self.spatial(self.integrate(x))  # [B, 8w, 1, tokens]
         x = self.embedding(x.squeeze(2).transpose(1, 2)) + self.positions  # [B, tokens, embed]
-        x = self.encoder(x)
-        return x.amax(dim=1) if self.cfg.readout == "max" else x.mean(dim=1)
+        return self.encoder(x).mean(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
