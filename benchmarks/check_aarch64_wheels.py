@@ -11,26 +11,21 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
 from results import write
 
-ROOT = Path(__file__).resolve().parents[1]
-PLATFORMS = ["manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64"]
-
 
 def main() -> int:
+    from edgekit.wheelhouse import download_command, runtime_requirements
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--python", default="3.11", help="Python version of the board (Raspberry Pi OS 12: 3.11).")
     args = ap.parse_args()
-    project = tomllib.loads((ROOT / "runtime" / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["litert"]
+    requirements = runtime_requirements(litert=True)
     with tempfile.TemporaryDirectory() as dest:
-        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", args.python,
-               "--implementation", "cp", "--dest", dest, *[a for p in PLATFORMS for a in ("--platform", p)],
-               *requirements]
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        r = subprocess.run(download_command(Path(dest), "aarch64", args.python, requirements), capture_output=True,
+                           text=True)
         wheels = sorted(p.name for p in Path(dest).glob("*.whl"))
     rows = [{"wheel": w, "platform": "aarch64" if "aarch64" in w else "any"} for w in wheels]
     ok = r.returncode == 0 and all(row["platform"] in ("aarch64", "any") for row in rows)
