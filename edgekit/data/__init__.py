@@ -70,9 +70,10 @@ def load_spec(spec: dict) -> WindowSet:
     data, so every stage after training sees the windows training saw; with "source_sha256", data that changed
     since is refused."""
     expected = spec.get("source_sha256")
-    if expected is not None and source_digest(spec["dataset"]) != expected:
+    if expected is not None and Path(spec["dataset"]).exists() and source_digest(spec["dataset"]) != expected:
         raise UserError(f"{spec['dataset']}: the data changed since the checkpoint was trained (sha256 differs); "
                         "its split and windows would not be the ones it was trained and tested on")
     return load_dataset(spec["dataset"], window=spec.get("window"), stride=spec.get("stride"),
-                        signal=spec.get("signal"), time_column=spec.get("time_column"), label_column=spec.get("label_column"),
-                        channels=spec.get("channels"), uncertainty_suffix=spec.get("uncertainty_suffix"))
+                        signal=spec.get("signal"), time_column=spec.get("time_column"),
+                        label_column=spec.get("label_column"), channels=spec.get("channels"),
+                        uncertainty_suffix=spec.get("uncertainty_suffix"))
