@@ -127,5 +127,5 @@ def _load_held_out(path: Path) -> HeldOut | None:
     try:
         with np.load(path / HELD_OUT, allow_pickle=False) as z:
             return HeldOut(z["test_values"], z["test_labels"], z["calibration"], bool(z["filtered"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise UserError(f"{path / HELD_OUT}: unreadable ({e})") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        raise UserError(f"{path / HELD_OUT}: unreadable, not the windows archive edgekit writes") from None

@@ -1,6 +1,8 @@
-"""Compile-side filter design and training-time preprocessing with signal-level steps."""
+"""Compile-side filter design and training-time preprocessing with signal-level steps: training, export, bundle
+and the board see the same windows of a recording, and a checkpoint carries its own (its data moved away)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -145,6 +147,11 @@ def test_a_checkpoint_exports_and_bundles_with_its_data_moved_away_and_refuses_c
     build_bundle([str(tmp_path / "fp32")], str(tmp_path / "bundle"), checkpoint=str(tmp_path / "ckpt"))
     windows, labels = load_bundle(tmp_path / "bundle").eval_set()
     np.testing.assert_array_equal(labels, test.labels)
+
+    # a damaged data.npz is one line, not a traceback
+    shutil.copytree(tmp_path / "ckpt", tmp_path / "damaged")
+    (tmp_path / "damaged" / "data.npz").write_bytes(b"not a zip")
+    assert_one_line_error(edgekit("export", tmp_path / "damaged", "--out", tmp_path / "x"), "data.npz: unreadable")
 
     (tmp_path / "elsewhere").rename(data)
     with open(data / "rec.csv", "a") as f:
