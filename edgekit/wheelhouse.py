@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -63,8 +65,11 @@ def build_wheelhouse(out: str, platform: str = "aarch64", python: str = "3.11", 
     if not re.fullmatch(r"3\.\d{1,2}", python):
         raise UserError(f"--python takes the board's Python as MAJOR.MINOR, e.g. 3.11; got {python!r}")
     requirements = runtime_requirements(litert)
-    with atomic_directory(out, overwrite=overwrite) as tmp:
-        _pip([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(tmp), str(RUNTIME_SOURCE)],
+    with atomic_directory(out, overwrite=overwrite) as tmp, tempfile.TemporaryDirectory() as build:
+        # built from a copy: setuptools builds in the source tree and would leave build/ and *.egg-info there
+        source = Path(build) / "runtime"
+        shutil.copytree(RUNTIME_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        _pip([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(tmp), str(source)],
              "building the edgekit-runtime wheel")
         _pip(download_command(tmp, platform, python, requirements),
              f"fetching wheels for {platform}, Python {python}")
