@@ -69,7 +69,7 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
     """Write the bundle, its manifest signed with the private key file `sign` if given; return its manifest."""
     if not model_dirs:
         raise UserError("give at least one model directory written by `edgekit export`")
-    sources = [load_bundle(d) for d in model_dirs]  # verifies every source against its own manifest
+    sources = [load_bundle(d, trust=[]) for d in model_dirs]  # verifies every source against its own manifest
     first = sources[0]
     pre_json = (first.root / PREPROCESS).read_text()
     for s in sources[1:]:
@@ -122,7 +122,7 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
         (root / MANIFEST).write_bytes(manifest_bytes)
         if sign is not None:
             (root / SIGNATURE).write_bytes(sign_manifest(manifest_bytes, sign))
-        load_bundle(root)  # the runtime must accept what we wrote (and checks a signature whenever there is one)
+        load_bundle(root, trust=[])  # the runtime must accept what we wrote (and checks any signature)
         if out.endswith(TAR_SUFFIXES):
             _write_tar(root, out, overwrite)
         else:

@@ -84,7 +84,7 @@ def build_wheelhouse(out: str, platform: str = "aarch64", python: str = "3.11", 
 def _bundle_has_tflite(bundle: str) -> bool:
     from edgekit_runtime.model_dir import load_bundle
 
-    return any(m.format == "tflite" for m in load_bundle(bundle).models)
+    return any(m.format == "tflite" for m in load_bundle(bundle, trust=[]).models)
 
 
 @click.command("wheelhouse")

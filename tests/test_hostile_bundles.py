@@ -169,6 +169,21 @@ def test_unsigned_bundle_is_refused_when_a_key_is_trusted(made, b):
     assert "unsigned" in one_error(edgekit("verify", b, "--trust", made["pub"]))
 
 
+def test_the_python_api_is_held_to_the_boards_trust_directory(made, b, tmp_path, monkeypatch):
+    """Runner and load_bundle without `trust=` take the trust directory, as the command line does; trust=[] is
+    the explicit way to check digests only."""
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "ops.pub").write_bytes(made["pub"].read_bytes())
+    monkeypatch.setenv("EDGEKIT_TRUST_DIR", str(trust))
+    assert load_bundle(made["bundle"]).signer is not None  # signed by the trusted key
+    rehash(b, drop_signature=True)
+    for use in (lambda: load_bundle(b), lambda: Runner(b)):
+        with pytest.raises(UserError, match="manifest.sig: missing"):
+            use()
+    assert load_bundle(b, trust=[]).signer is None
+
+
 def test_bundle_signed_by_another_key_is_refused(made, b):
     sign(b, made["other"])
     refused(b, "manifest.sig: signed by", "not a trusted key", trust=[read_public_key(made["pub"])])

@@ -33,7 +33,7 @@ from . import schema
 from .errors import UserError
 from .onnx_refs import external_data
 from .preprocess import Preprocessing
-from .signing import SIGNATURE, check_signature
+from .signing import SIGNATURE, check_signature, trusted_keys
 
 MANIFEST = "manifest.json"
 PREPROCESS = "preprocess.json"
@@ -236,7 +236,9 @@ def _check_input(where: Path, manifest: dict, pre: Preprocessing, classes: list)
 
 def load_bundle(path: str | Path, trust: list[bytes] | None = None) -> Bundle:
     """Verify and read a bundle (directory or .tar.gz); raises UserError with a one-line reason when unusable.
-    With `trust` (raw Ed25519 public keys, signing.trusted_keys), the manifest must be signed by one of them."""
+    With `trust` (raw Ed25519 public keys), the manifest must be signed by one of them. None (the default) takes
+    the board's own configuration (signing.trusted_keys: $EDGEKIT_TRUST_DIR or /etc/edgekit/trust), so a Python
+    caller is held to what the command line enforces; [] checks digests (and any signature) only."""
     path = Path(path)
     if path.is_file() and path.name.endswith(TAR_SUFFIXES):
         root = _unpack(path)
@@ -250,7 +252,7 @@ def load_bundle(path: str | Path, trust: list[bytes] | None = None) -> Bundle:
     manifest_bytes = schema.read_limited(root / MANIFEST, f"{path}: {MANIFEST}")
     sig_file = root / SIGNATURE
     sig_bytes = schema.read_limited(sig_file, f"{path}: {SIGNATURE}", 4096) if sig_file.exists() else None
-    signer = check_signature(manifest_bytes, sig_bytes, trust, str(path))
+    signer = check_signature(manifest_bytes, sig_bytes, trusted_keys() if trust is None else trust, str(path))
     manifest = schema.load_json(manifest_bytes, f"{path}: {MANIFEST}")
     if manifest.get("format") not in MANIFEST_FORMATS or isinstance(manifest.get("format"), bool):
         raise UserError(f"{path}: {MANIFEST}: format: unsupported manifest format {manifest.get('format')!r} "
