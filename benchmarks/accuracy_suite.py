@@ -37,7 +37,7 @@ def run_one(name: str, seed: int, work: str) -> dict:
     torch.set_num_threads(1)
     from aeon.classification.convolution_based import MiniRocketClassifier
 
-    from edgekit.cli import _data_spec
+    from edgekit.options import data_spec
     from edgekit.checkpoint import load_checkpoint
     from edgekit.export import export_checkpoint
     from edgekit.quantize import quantize_checkpoint
@@ -46,7 +46,7 @@ def run_one(name: str, seed: int, work: str) -> dict:
     from edgekit_runtime.engine import OnnxModel
 
     root = Path(work) / f"{name}-{seed}"
-    spec = _data_spec(name, None, None, None, None, None, None)
+    spec = data_spec(name, None, None, None, None, None, None)
     summary = train_student(spec, str(root / "ckpt"), settings=TrainSettings(seed=seed), progress=False)
     m = summary["metrics"]
     row = {"dataset": name, "seed": seed, "student_fp32": m["test_accuracy"], "val_accuracy": m.get("val_accuracy"),

@@ -35,7 +35,7 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     from aeon.classification.convolution_based import MiniRocketClassifier
 
     from edgekit.checkpoint import load_checkpoint
-    from edgekit.cli import _data_spec
+    from edgekit.options import data_spec
     from edgekit.distill import distill
     from edgekit.export import export_checkpoint
     from edgekit.teacher.data import prepare
@@ -45,7 +45,7 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     from edgekit.train_settings import FINETUNE, TrainSettings
     from edgekit_runtime.engine import OnnxModel
 
-    spec = _data_spec(name, None, None, None, None, None, None)
+    spec = data_spec(name, None, None, None, None, None, None)
     few = args.labels_per_class
     val = 0.0 if few else 0.2  # label-scarce: no validation labels either, so no choice between the students
     ds, split_spec, tr, va, te = labelled_splits(spec, None, None, val, 0.2, seed)

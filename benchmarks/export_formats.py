@@ -117,7 +117,7 @@ def tflite_int8_variant(model, windows, calibration, ops) -> bytes:
 
 def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     from edgekit.checkpoint import load_checkpoint
-    from edgekit.cli import _data_spec
+    from edgekit.options import data_spec
     from edgekit.data import load_spec
     from edgekit.export import export_checkpoint
     from edgekit.quantize import qat_checkpoint
@@ -128,7 +128,7 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
 
     ckpt_dir = work / name / "checkpoint"
     if not ckpt_dir.exists():
-        train_student(_data_spec(name, None, None, None, None, None, None), str(ckpt_dir), progress=False)
+        train_student(data_spec(name, None, None, None, None, None, None), str(ckpt_dir), progress=False)
     qat_dir = work / name / "qat-checkpoint"
     if not qat_dir.exists():
         qat_checkpoint(str(ckpt_dir), str(qat_dir), epochs=QAT_EPOCHS, progress=False)

@@ -34,12 +34,12 @@ def int8_metrics(model_dir: Path, x: np.ndarray, labels: np.ndarray, ref: np.nda
 
 
 def run_point(name: str, budget: str, seed: int, work: Path) -> list[dict]:
-    from edgekit.cli import _data_spec
+    from edgekit.options import data_spec
     from edgekit.train import TrainSettings, train_student
 
     root = work / name / f"{budget}-s{seed}"
     if not (root / "checkpoint").exists():
-        train_student(_data_spec(name, None, None, None, None, None, None), str(root / "checkpoint"),
+        train_student(data_spec(name, None, None, None, None, None, None), str(root / "checkpoint"),
                       params=budget, settings=TrainSettings(seed=seed), progress=False)
     return compare(root / "checkpoint", root, {"dataset": name, "budget": budget, "seed": seed})
 

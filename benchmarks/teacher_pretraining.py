@@ -30,7 +30,7 @@ def main():
     ap.add_argument("--epochs", type=int, help="Fine-tuning epochs [default: the fine-tuning recipe's steps].")
     args = ap.parse_args()
 
-    from edgekit.cli import _data_spec
+    from edgekit.options import data_spec
     from edgekit.teacher.finetune import finetune
     from edgekit.teacher.run import start_or_resume
     from edgekit.train_settings import FINETUNE
@@ -39,7 +39,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
-            spec = _data_spec(name, None, None, None, None, None, None)
+            spec = data_spec(name, None, None, None, None, None, None)
             for seed in range(args.seeds):
                 run = Path(tmp) / f"{name}-{seed}"
                 settings = dict(steps=args.steps, tokens_per_step=4096, max_tokens=64, lr=1e-3, warmup=50, eval_every=args.steps,

@@ -75,14 +75,14 @@ VARIANTS = {
 
 def spec_of(name: str, work: Path) -> tuple[dict, dict]:
     """(data spec, split options) as a user gives them on the command line."""
-    from edgekit.cli import _data_spec
+    from edgekit.options import data_spec
     from edgekit.data import BUNDLED
     from edgekit.data.ucr_csv import write_ucr_csv
 
     if name in BUNDLED:
-        return _data_spec(name, None, None, None, None, None, None), {}
+        return data_spec(name, None, None, None, None, None, None), {}
     window = write_ucr_csv(name, work / name)
-    return (_data_spec(str(work / name), window, None, None, "label", None, None),
+    return (data_spec(str(work / name), window, None, None, "label", None, None),
             {"split_method": "group", "test_groups": ["test.csv"]})
 
 

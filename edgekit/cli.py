@@ -12,6 +12,7 @@ import click
 from edgekit_runtime.errors import UserError
 
 from .filters import SIGNAL_OPTIONS, signal_options
+from .options import csv_list, data_options, data_spec, recipe_options, split_options
 from .train_settings import recipe_settings
 
 
@@ -19,33 +20,6 @@ def _load_spec(spec: dict):
     from .data import load_spec
 
     return load_spec(spec)
-
-
-def _csv_list(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-def data_options(f):
-    """Options that say which data to load; shared by every command that reads a dataset."""
-    opts = [
-        click.argument("dataset"),
-        click.option("--window", type=click.IntRange(min=1),
-                     help="Samples per window (recordings: Daphnet and your own files)."),
-        click.option("--stride", type=click.IntRange(min=1),
-                     help="Samples between window starts (default: the window length; Daphnet: 128)."),
-        click.option("--time-column", help="Time column of your files: seconds or ISO-8601 [default: time]."),
-        click.option("--label-column", help="Label column of your files (a window takes its majority label)."),
-        click.option("--channels", help="Comma-separated channel columns of your files [default: all others]."),
-        click.option("--uncertainty-suffix", help="Per-channel uncertainty columns are CHANNEL+SUFFIX (e.g. _sigma)."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def _data_spec(dataset, window, stride, time_column, label_column, channels, uncertainty_suffix) -> dict:
-    return {"dataset": dataset, "window": window, "stride": stride, "time_column": time_column,
-            "label_column": label_column, "channels": _csv_list(channels), "uncertainty_suffix": uncertainty_suffix}
 
 
 @click.group()
@@ -83,7 +57,7 @@ def data_list(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def data_show(as_json, **spec):
     """Shape, classes, class balance, sampling rate and channels of DATASET (a bundled name or a file/directory)."""
-    s = _load_spec(_data_spec(**spec)).summary()
+    s = _load_spec(data_spec(**spec)).summary()
     if as_json:
         click.echo(json.dumps(s, indent=2))
         return
@@ -109,7 +83,7 @@ def data_to_csv(out, group, **spec):
 
     from edgekit_runtime.files import atomic_write
 
-    ds = _load_spec(_data_spec(**spec))
+    ds = _load_spec(data_spec(**spec))
     if group is not None:
         if ds.groups is None or group not in set(ds.groups.tolist()):
             raise UserError(f"{ds.name}: no group {group!r}")
@@ -126,44 +100,6 @@ def data_to_csv(out, group, **spec):
                 cells.append(ds.class_names[labels[i]])
             f.write(",".join(cells) + "\n")
     click.echo(f"wrote {len(samples)} samples ({len(ds)} windows of {ds.length}) to {out}")
-
-
-def split_options(f):
-    """Options that say how to split the data; shared by every command that trains."""
-    opts = [
-        click.option("--split", "split_method", type=click.Choice(["random", "group"]),
-                     help="random: stratified by class; group: hold out whole groups. Default: the benchmark's "
-                          "own train/test split for bundled sets that have one, else random."),
-        click.option("--test-groups", help="Comma-separated groups to test on with --split group."),
-        click.option("--val", default=0.2, show_default=True, help="Validation fraction (early stopping)."),
-        click.option("--test", "test_fraction", default=0.2, show_default=True, help="Test fraction (random split)."),
-        click.option("--seed", default=0, show_default=True, help="Seed for the split, initialisation and batches."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def recipe_options(f):
-    """The training recipe (edgekit.train_settings.TrainSettings); shared by train and distill."""
-    from .train_settings import TrainSettings
-
-    d = TrainSettings()
-    opts = [
-        click.option("--steps", default=d.steps, show_default=True, type=click.IntRange(min=1),
-                     help="Optimiser steps; the epochs follow from the number of training windows."),
-        click.option("--epochs", type=click.IntRange(min=1), help="A fixed number of epochs instead of --steps."),
-        click.option("--patience", type=click.IntRange(min=1), help="Stop early after this many epochs without a better validation "
-                                                  "loss [default: no early stopping, keep the last weights]."),
-        click.option("--lr", default=d.lr, show_default=True, help="Peak learning rate (warm-up, then cosine decay)."),
-        click.option("--batch-size", default=d.batch_size, show_default=True, type=click.IntRange(min=1)),
-        click.option("--label-smoothing", default=d.label_smoothing, show_default=True),
-        click.option("--augment/--no-augment", default=d.augment, show_default=True,
-                     help="Random gain, noise and time shift of every training batch."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
 
 
 @click.command()
@@ -196,10 +132,10 @@ def train(split_method, test_groups, val, test_fraction, seed, steps, epochs, pa
     from .train import train_student
 
     signal = {k: spec.pop(k) for k in SIGNAL_OPTIONS}
-    spec = _data_spec(**spec)
+    spec = data_spec(**spec)
     out = out or f"runs/{spec['dataset'].replace('/', '_')}/checkpoint"
     settings = recipe_settings(steps, epochs, patience, lr, batch_size, label_smoothing, augment, seed, refit=refit)
-    summary = train_student(spec, out, split_method=split_method, test_groups=_csv_list(test_groups), val=val,
+    summary = train_student(spec, out, split_method=split_method, test_groups=csv_list(test_groups), val=val,
                             test=test_fraction, params=params, width=width, normalize=normalize, signal=signal,
                             settings=settings, overwrite=overwrite, progress=not quiet)
     if json_out:

@@ -393,7 +393,7 @@ def sweep_command(dataset, teacher, budgets, fractions, seeds, epochs, lr, batch
     """Train students over parameter budgets × data fractions × seeds, fit error = E + A·N^(-alpha) in and out of
     distribution, recommend the smallest student that meets --target, and place every model on a
     params/latency/accuracy Pareto front. Writes OUT/sweep.json and OUT/sweep.md."""
-    from .cli import _csv_list
+    from .options import csv_list
 
     if bool(dataset) == bool(teacher):
         raise UserError("give either DATASET (students trained on labels) or --teacher (students distilled)")
@@ -403,9 +403,9 @@ def sweep_command(dataset, teacher, budgets, fractions, seeds, epochs, lr, batch
         from .train import resolve_split
 
         spec = {"dataset": dataset, "window": window, "label_column": label_column}
-        method, groups = resolve_split(load_spec(spec), split_method, _csv_list(test_groups))
+        method, groups = resolve_split(load_spec(spec), split_method, csv_list(test_groups))
         spec.update(split=method, test_groups=groups, seed=split_seed, val=val, test=0.2)
-    s = run_sweep(out, spec, teacher, _csv_list(budgets) or [], _floats(fractions), seeds,
+    s = run_sweep(out, spec, teacher, csv_list(budgets) or [], _floats(fractions), seeds,
                   SweepSettings(epochs=epochs, lr=lr, batch_size=batch_size, target=target), jobs=jobs,
                   ray_address=ray_address, echo=click.echo)
     click.echo(format_summary(s))

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgekit.cli import _data_spec
+from edgekit.options import data_spec
 from edgekit.checkpoint import load_checkpoint
 from edgekit.data import load_dataset
 from edgekit.distill import CACHE_DIR, DistillSettings, distill, teacher_outputs
@@ -23,7 +23,7 @@ QUICK = TrainSettings(epochs=15, patience=15, batch_size=16)
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "ft"
-    spec = _data_spec("BasicMotions", None, None, None, None, None, None)
+    spec = data_spec("BasicMotions", None, None, None, None, None, None)
     finetune(spec, str(out), size="tiny", settings=TrainSettings(epochs=40, lr=1e-3), progress=False)
     return out
 

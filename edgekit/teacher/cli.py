@@ -9,7 +9,7 @@ import click
 
 from edgekit_runtime.errors import UserError
 
-from ..cli import _csv_list, _data_spec, data_options, split_options
+from ..options import csv_list, data_options, data_spec, split_options
 from ..train_settings import FINETUNE
 from .settings import PretrainSettings
 
@@ -70,7 +70,7 @@ def pretrain(split_method, test_groups, val, test_fraction, seed, start_from, si
     """
     from .run import start_or_resume
 
-    spec = _data_spec(**spec)
+    spec = data_spec(**spec)
     out = out or f"runs/{Path(spec['dataset']).name}/teacher"
     if spec["dataset"] == "general":
         from .general import build_general
@@ -95,7 +95,7 @@ def pretrain(split_method, test_groups, val, test_fraction, seed, start_from, si
     settings = dict(steps=steps, tokens_per_step=tokens_per_step, max_tokens=max_tokens, lr=lr, warmup=warmup, eval_every=eval_every,
                     checkpoint_every=checkpoint_every, seed=seed,
                     mask=dict(prob=mask_prob, random=mask_random, keep=mask_keep, span=mask_span))
-    split = dict(split_method=split_method, test_groups=_csv_list(test_groups), val=val, test=test_fraction)
+    split = dict(split_method=split_method, test_groups=csv_list(test_groups), val=val, test=test_fraction)
     summary = start_or_resume(spec, out, model_options, settings, split, resume=resume, start_from=start_from,
                               progress=not quiet)
     if summary is None:  # not rank 0 under torchrun
@@ -135,13 +135,13 @@ def finetune(split_method, test_groups, val, test_fraction, seed, pretrained, si
 
     from .finetune import finetune as run
 
-    spec = _data_spec(**spec)
+    spec = data_spec(**spec)
     out = out or f"runs/{Path(spec['dataset']).name}/finetuned"
     settings = replace(FINETUNE, steps=steps, epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
                        augment=augment, seed=seed)
     summary = run(spec, out, pretrained=pretrained, size=size, attention=attention,
                   labels_per_class=labels_per_class, train_encoder=not freeze_encoder, split_method=split_method,
-                  test_groups=_csv_list(test_groups), val=val, test=test_fraction, settings=settings,
+                  test_groups=csv_list(test_groups), val=val, test=test_fraction, settings=settings,
                   progress=not quiet)
     _write_json(json_out, summary)
     click.echo(f"teacher      {summary['parameters']:,} parameters, "
@@ -160,5 +160,5 @@ def embed(checkpoint, out, tokens, **spec):
     from ..data import load_spec
     from .finetune import embed as run
 
-    shape = run(checkpoint, load_spec(_data_spec(**spec)), out, tokens=tokens)
+    shape = run(checkpoint, load_spec(data_spec(**spec)), out, tokens=tokens)
     click.echo(f"wrote {list(shape)} embeddings to {out}")
