@@ -21,7 +21,7 @@ def test_bad_settings_are_one_line_errors(tmp_path):
 
 def test_a_failed_download_leaves_no_wheelhouse(tmp_path, monkeypatch):
     monkeypatch.setattr(wh, "runtime_requirements", lambda litert: ["edgekit-no-such-package-zz9==0.0"])
-    with pytest.raises(UserError, match="fetching wheels for aarch64, Python 3.11 failed"):
+    with pytest.raises(UserError, match="failed: "):
         wh.build_wheelhouse(str(tmp_path / "w"))
     assert not (tmp_path / "w").exists() and list(tmp_path.iterdir()) == []
 
