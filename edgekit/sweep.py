@@ -64,7 +64,7 @@ def train_point(job: dict) -> dict:
     import torch
     from torch import nn
 
-    from .checkpoint import Checkpoint, HeldOut, save_checkpoint
+    from .checkpoint import Checkpoint, save_checkpoint
     from .data import model_inputs
     from .distill import DistillSettings, distillation_batches, standardised
     from .models import MSACNN, count_macs, count_parameters
@@ -104,8 +104,9 @@ def train_point(job: dict) -> dict:
               "train_windows": len(tr_part), "id_error": _error(model, x_val, va.labels),
               "ood_error": _error(model, x_test, te.labels), "seconds": round(time.perf_counter() - t0, 2)}
     out = Path(job["out"])
-    save_checkpoint(out / "checkpoint", Checkpoint(model, pre, ds.class_names, job["spec"], {"sweep": result},
-                                                   HeldOut.of(tr_part, te, job["seed"])), overwrite=True)
+    # no held-out windows: a sweep writes dozens of checkpoints, and exporting one of them reloads the data
+    save_checkpoint(out / "checkpoint", Checkpoint(model, pre, ds.class_names, job["spec"], {"sweep": result}),
+                    overwrite=True)
     write_text_atomic(out / RESULT, json.dumps(result, indent=2) + "\n")  # written last: marks the point done
     return result
 
