@@ -169,6 +169,13 @@ def test_unsigned_bundle_is_refused_when_a_key_is_trusted(made, b):
     assert "unsigned" in one_error(edgekit("verify", b, "--trust", made["pub"]))
 
 
+def test_bench_and_its_cold_start_child_accept_a_bundle_signed_by_the_trusted_key(made, tmp_path):
+    r = edgekit("bench", made["bundle"], "--quick", "--trust", made["pub"], "--json", tmp_path / "b.json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["cold_start"]["cached_s"] > 0 and result["models"][0]["latency"]["median_ms"] > 0
+
+
 def test_the_python_api_is_held_to_the_boards_trust_directory(made, b, tmp_path, monkeypatch):
     """Runner and load_bundle without `trust=` take the trust directory, as the command line does; trust=[] is
     the explicit way to check digests only."""
