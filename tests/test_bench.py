@@ -68,6 +68,16 @@ def test_compare_passes_against_a_slower_old_run_and_reports_ratios(bench_run):
     assert "compared with old run" in r.stdout and "REGRESSION" not in r.stdout
 
 
+def test_a_quick_runs_p99_is_shown_but_not_held_against_it(bench_run):
+    out, _, res = bench_run
+    old = json.loads(json.dumps(res))
+    for m in old["models"]:
+        m["latency"]["p99_ms"] /= 1e6  # beyond any threshold below
+    r = compare(out, old, "--threshold", "1000")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "latency_p99_ms model-fp32.onnx" in r.stdout
+
+
 def test_compare_flags_an_accuracy_drop(bench_run):
     out, _, res = bench_run
     better = json.loads(json.dumps(res))
