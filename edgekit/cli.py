@@ -112,9 +112,11 @@ def data_to_csv(out, group, **spec):
               help="Parameter budget: the widest MSA-CNN that fits (e.g. 3k, 10k, 30k).")
 @click.option("--width", type=float, help="Set the MSA-CNN width directly instead of --params (4: the paper's "
                                          "small; quarter steps).")
-@click.option("--normalize", type=click.Choice(["auto", "stored", "window"]), default="auto", show_default=True,
-              help="Per-channel normalisation with training statistics, or per window; auto: per window when the "
-                   "windows' scales span more than three orders of magnitude, else stored.")
+@click.option("--normalize", type=click.Choice(["auto", "stored", "window", "window_scale"]), default="auto",
+              show_default=True,
+              help="Per-channel normalisation with training statistics, or per window (window_scale: and each "
+                   "window's log scale as an extra input channel); auto: window_scale when the windows' scales "
+                   "span more than three orders of magnitude, else stored.")
 @signal_options
 @click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/checkpoint].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")

@@ -141,7 +141,7 @@ def test_invalid_signal_settings_are_user_errors(change, message):
 
 
 @pytest.mark.parametrize("settings", [{}, {"max_gap": None}, {"detrend": "constant", "normalize": "window"},
-                                      {"filter": None, "detrend": "none"}])
+                                      {"normalize": "window_scale"}, {"filter": None, "detrend": "none"}])
 def test_numba_path_agrees_with_the_plain_numpy_reference(settings):
     from edgekit_runtime import reference
 

@@ -7,6 +7,12 @@ windows, so the board computes exactly what the model was trained on. The steps,
     resample to the nominal rate (resample.py) -> IIR filter (iir.py) -> sliding windows
   window level (`transform_windows`): detrend -> per-channel normalisation
 
+Normalisation: "stored" subtracts and divides by the training data's per-channel mean and std; "window" centres and
+scales each window by its own; "window_scale" does the same and appends, per channel, a constant channel holding
+the window's log standard deviation standardised by the training windows' (stored as `mean`/`std`): where the
+windows' scales span orders of magnitude, "window" makes them comparable but throws away the scale, which can be
+the class (an appliance's current: a kettle's against a phone charger's).
+
 `prepare_windows` takes windows that are whole cases cut before preprocessing (the bundled benchmarks) and
 filters each one from its own first sample, as the streaming path filters a recording, before the window-level
 steps. The compile side cuts users' recordings with the streaming path itself (edgekit.data.load_table).
@@ -21,7 +27,7 @@ import numpy as np
 from .errors import UserError
 from .iir import IIRFilter
 
-NORMALIZE_MODES = ("stored", "window", "none")
+NORMALIZE_MODES = ("stored", "window", "window_scale", "none")
 DETREND_MODES = ("none", "constant", "linear")
 _EPS = 1e-8
 
@@ -41,6 +47,17 @@ def _normalize_window(x: np.ndarray) -> np.ndarray:
     centred = x64 - x64.mean(axis=2, keepdims=True)
     inv = 1.0 / (np.sqrt((centred * centred).mean(axis=2, keepdims=True)) + _EPS)
     return (centred * inv).astype(np.float32)
+
+
+def window_log_scale(x: np.ndarray) -> np.ndarray:
+    """`[N, C, T]` -> `[N, C]`: the log of each window's per-channel standard deviation ("window_scale")."""
+    return np.log(x.astype(np.float64).std(axis=2) + _EPS)
+
+
+def _normalize_window_scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    scale = (window_log_scale(x) - mean.astype(np.float64)) / (std.astype(np.float64) + _EPS)
+    constant = np.broadcast_to(scale[:, :, None], x.shape).astype(np.float32)
+    return np.concatenate([_normalize_window(x), constant], axis=1)
 
 
 def _detrend(x: np.ndarray, linear: bool) -> np.ndarray:
@@ -98,10 +115,15 @@ class Preprocessing:
                             f"got {self.max_gap}")
         if self.window < 1 or self.stride < 1:
             raise UserError(f"window and stride must be positive, got window={self.window}, stride={self.stride}")
-        if self.normalize == "stored":
+        if self.normalize in ("stored", "window_scale"):
             n = len(self.channels)
             if self.mean is None or self.std is None or len(self.mean) != n or len(self.std) != n:
-                raise UserError(f"normalize 'stored' needs mean and std with one value per channel ({n})")
+                raise UserError(f"normalize {self.normalize!r} needs mean and std with one value per channel ({n})")
+
+    @property
+    def model_channels(self) -> int:
+        """Channels of the model's input: the signal's, and with "window_scale" one scale channel for each."""
+        return len(self.channels) * (2 if self.normalize == "window_scale" else 1)
 
     def _check(self, windows: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(windows, dtype=np.float32)
@@ -126,6 +148,8 @@ class Preprocessing:
             return _normalize_stored(x, np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32))
         if self.normalize == "window":
             return _normalize_window(x)
+        if self.normalize == "window_scale":
+            return _normalize_window_scale(x, np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32))
         return x
 
     def to_json(self) -> dict:
@@ -136,7 +160,7 @@ class Preprocessing:
             "stride": self.stride,
             "normalize": self.normalize,
         }
-        if self.normalize == "stored":
+        if self.normalize in ("stored", "window_scale"):
             out["mean"] = list(self.mean)
             out["std"] = list(self.std)
         # Only written when used, so a model without them keeps the preprocess.json older runtimes read.
