@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: setup demo test test-slow bench clean browser teacher
+.PHONY: setup demo test test-slow bench clean test-packages teacher
 
 setup: $(STAMP)
 
@@ -27,15 +27,18 @@ demo: setup
 	$(BIN)/edgekit run $(DEMO)/bundle/bundle $(DEMO)/test.csv --label-column label --out $(DEMO)/predictions.jsonl
 	$(BIN)/edgekit report $(DEMO)
 
-test: setup browser
+test: setup test-packages
 	$(BIN)/python -m pytest -q
 
-# Debian's Chromium for the test that renders `edgekit report`; installed only where missing and apt is usable
-# as root, otherwise that test is skipped with its reason.
-browser:
-	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-		echo "chromium not installed: the report rendering test will be skipped"
+# Debian packages two tests use: Chromium renders `edgekit report`, OpenSSH's server is the loopback board of
+# `edgekit deploy`. Installed only where missing and apt is usable as root; otherwise those tests are skipped with
+# their reason.
+test-packages:
+	@missing=""; test -x /usr/bin/chromium || missing="chromium"; test -x /usr/sbin/sshd || \
+		missing="$$missing openssh-server"; test -z "$$missing" || { [ "$$(id -u)" = 0 ] && \
+		command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+		echo "not installed: $$missing (the tests that need them will be skipped)"
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
