@@ -268,6 +268,27 @@ def tar_stream(parts: dict[str, Path]) -> bytes:
     return buf.getvalue()
 
 
+def cached_wheelhouse(machine: str, python: str, litert: bool) -> Wheelhouse:
+    """A wheelhouse for a board's platform and Python under ~/.cache/edgekit/wheelhouses, built on first use; its
+    name holds a digest of the runtime's source, so a changed runtime gets a new one."""
+    import os
+
+    from .wheelhouse import PLATFORM_TAGS, RUNTIME_SOURCE, build_wheelhouse
+
+    if machine not in PLATFORM_TAGS:
+        raise UserError(f"the board is {machine}; edgekit-runtime has wheels for {' and '.join(PLATFORM_TAGS)} only "
+                        "(on a Raspberry Pi: the 64-bit OS)")
+    h = hashlib.sha256()
+    for f in sorted([RUNTIME_SOURCE / "pyproject.toml", *(RUNTIME_SOURCE / "edgekit_runtime").glob("*.py")]):
+        h.update(f.name.encode() + f.read_bytes())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgekit" / "wheelhouses"
+    path = cache / f"{machine}-py{python}{'-litert' if litert else ''}-{h.hexdigest()[:12]}"
+    if not (path / WHEELHOUSE_MANIFEST).exists():
+        click.echo(f"edgekit: building a wheelhouse for {machine}, Python {python} in {path}", err=True)
+        build_wheelhouse(str(path), machine, python, litert, overwrite=True)
+    return Wheelhouse.read(str(path))
+
+
 def bundle_id(root: Path) -> str:
     """The manifest's sha256 (it holds every file's), with the signature when there is one, shortened."""
     h = hashlib.sha256((root / MANIFEST).read_bytes())
@@ -293,9 +314,10 @@ def deploy_board(board: Board, bundle: str, wheelhouse: Wheelhouse | None, root:
         rid = wheelhouse.rid
     elif facts["active"] is not None:
         rid = facts["active"].split("-", 1)[1]  # keep the runtime that runs now
-    else:
-        raise UserError(f"{board.host}: no edgekit runtime on the board yet: give --wheelhouse (built by "
-                        "`edgekit wheelhouse`)")
+    else:  # a new board: the wheelhouse its platform needs, built here (and kept for the next board like it)
+        litert = any(m.format == "tflite" for m in local.models)
+        wheelhouse = cached_wheelhouse(facts["machine"], facts["python"], litert)
+        rid = wheelhouse.rid
     install = rid not in facts["runtimes"]
     if install and not facts["venv"]:
         raise UserError(f"{board.host}: {board.python} cannot create a venv (on Debian and Raspberry Pi OS: "
@@ -412,8 +434,9 @@ def _describe(r: dict) -> str:
 @click.option("--inventory", type=click.Path(dir_okay=False, exists=True),
               help="A file of hosts, one [user@]host[:port] per line (# comments), added to HOSTS.")
 @click.option("--wheelhouse", type=click.Path(file_okay=False, exists=True),
-              help="The runtime to install (`edgekit wheelhouse --platform aarch64`); without it the board keeps "
-                   "the runtime it runs now.")
+              help="The runtime to install (`edgekit wheelhouse`). Without it a board keeps the runtime it runs, "
+                   "and a new board gets one built here for its platform and Python (needs the package index "
+                   "here, never on the board; kept in ~/.cache/edgekit/wheelhouses).")
 @click.option("--root", default=DEFAULT_ROOT, show_default=True,
               help="Directory on the board (relative to the login's home) that holds runtimes, bundles, releases.")
 @click.option("--python", "board_python", default="python3", show_default=True, help="The board's Python.")
@@ -437,13 +460,13 @@ def deploy_command(bundle, hosts, inventory, wheelhouse, root, board_python, ssh
                    force, service_source, service_out, rollback, status, as_json):
     """Deploy BUNDLE to the boards HOSTS ([user@]host[:port]) over SSH, for boards without network.
 
-    Each board gets the bundle (and, with --wheelhouse, the runtime, installed with pip from the copied wheels
-    only), verifies it, benches it against the active bundle and then switches to it atomically; `--rollback`
+    Each board gets the bundle (and the runtime, installed with pip from copied wheels only, when it has none or
+    --wheelhouse gives one), verifies it, benches it against the active bundle and then switches to it atomically; `--rollback`
     returns to the previous one, `--status` shows what runs where. A board that fails is reported and left as
     it was; the exit status is 1 when any board failed.
 
     \b
-        edgekit deploy runs/demo/bundle/bundle pi@shop-1 pi@shop-2 --wheelhouse wheels-aarch64
+        edgekit deploy runs/demo/bundle/bundle pi@shop-1 pi@shop-2
         edgekit deploy --status pi@shop-1 pi@shop-2
         edgekit deploy --rollback pi@shop-2
     """

@@ -4,6 +4,7 @@ only when it arrived whole, verified and benched no slower than the active one."
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -59,11 +60,12 @@ def bid(bundle: Path) -> str:
     return dp.bundle_id(bundle)
 
 
-def deploy(ssh_config, root, *args):
+def deploy(ssh_config, root, *args, env=None):
     r = subprocess.run([EDGEKIT, "deploy", *map(str, args), "--ssh-config", str(ssh_config), "--root", str(root),
-                        "--python", BOARD_PYTHON, "--json"], capture_output=True, text=True, timeout=600)
+                        "--python", BOARD_PYTHON, "--json"], capture_output=True, text=True, timeout=600,
+                       env=None if env is None else {**os.environ, **env})
     lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    return r, lines[0] if lines else None
+    return r, lines[-1] if lines else None
 
 
 def active(root: Path) -> str | None:
@@ -71,12 +73,15 @@ def active(root: Path) -> str | None:
     return Path(link.readlink()).name.split("-")[0] if link.is_symlink() else None
 
 
-def test_a_bundle_is_installed_verified_benched_switched_and_rolled_back(ssh_config, wheelhouse, bundles, tmp_path):
+def test_a_bundle_is_installed_verified_benched_switched_and_rolled_back(ssh_config, bundles, tmp_path):
     a, b = bundles
     root = tmp_path / "board"
-    r, out = deploy(ssh_config, root, a, "board", "--wheelhouse", wheelhouse)
+    # a new board and no --wheelhouse: one is built here for the board's platform and Python, and cached
+    r, out = deploy(ssh_config, root, a, "board", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr
     assert out["bundle"] == bid(a) and out["runtime_installed"] and active(root) == bid(a)
+    assert "building a wheelhouse for" in r.stderr
+    assert len(list((tmp_path / "cache" / "edgekit" / "wheelhouses").glob("*/wheelhouse.json"))) == 1
     # the board's runtime (installed with --no-index from the copied wheels) verifies the active bundle
     board_edgekit = root / "active" / "runtime" / "bin" / "edgekit"
     v = subprocess.run([board_edgekit, "verify", root / "active" / "bundle"], capture_output=True, text=True)
@@ -136,14 +141,32 @@ def test_a_copy_cut_off_half_way_or_a_failed_verify_leaves_the_active_bundle(ssh
     assert active(root) == bid(a) and sorted(p.name for p in (root / "bundles").iterdir()) == [bid(a)]
     assert list((root / "incoming").iterdir()) == []
 
+    # of two boards, the one that cannot be reached is reported and the other one deployed
+    r = subprocess.run([EDGEKIT, "deploy", str(b), "nobody@board.invalid", "board", "--ssh-config", str(ssh_config),
+                        "--root", str(root), "--python", BOARD_PYTHON, "--force"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 1 and active(root) == bid(b), r.stdout + r.stderr
+    first, second = r.stdout.splitlines()
+    assert "nobody@board.invalid" in first and "FAILED" in first and "active" in second
+    assert edgekit("deploy", "--rollback", "board", "--ssh-config", ssh_config, "--root", root,
+                   "--python", BOARD_PYTHON).returncode == 0 and active(root) == bid(a)
+
+    # a key the board does not know: one line, nothing changed
+    wrong = tmp_path / "wrong"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    config = tmp_path / "wrong_config"
+    config.write_text(ssh_config.read_text().replace(str(ssh_config.parent / "client_key"), str(wrong)))
+    r, out = deploy(config, root, b, "board")
+    assert r.returncode == 1 and "Permission denied" in out["error"] and active(root) == bid(a)
+
     # the board's runtime refuses the bundle: it must be signed by this key and is not
     key = tmp_path / "key"
     assert edgekit("keygen", key).returncode == 0
+    releases = sorted((root / "releases").iterdir())
     r, out = deploy(ssh_config, root, b, "board", "--trust", f"{key}.pub")
     assert r.returncode == 1 and out["error"].startswith("verifying the bundle on the board failed"), r.stdout
-    assert active(root) == bid(a) and not (root / "bundles" / bid(b)).exists()
+    assert active(root) == bid(a) and sorted((root / "releases").iterdir()) == releases
     assert list((root / "incoming").iterdir()) == []
-    assert len(list((root / "releases").iterdir())) == 1
 
 
 def test_a_wheelhouse_for_another_board_is_refused_before_anything_is_copied(ssh_config, bundles, tmp_path):
