@@ -27,7 +27,7 @@ import re
 import shlex
 import subprocess
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -205,16 +205,14 @@ class Board:
     ssh_config: str | None = None
     identity: str | None = None
     python: str = "python3"
-    log: list[str] = field(default_factory=list)
 
-    def ssh(self, command: str, stdin=None, input_bytes: bytes | None = None) -> subprocess.CompletedProcess:
+    def ssh(self, command: str, input_bytes: bytes | None = None) -> subprocess.CompletedProcess:
         dest, port = parse_host(self.host)
         args = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}"]
         args += ["-F", self.ssh_config] if self.ssh_config else []
         args += ["-i", self.identity] if self.identity else []
         args += ["-p", str(port)] if port else []
-        self.log.append(command if len(command) < 200 else command[:200] + "...")
-        return subprocess.run([*args, dest, command], stdin=stdin, input=input_bytes, capture_output=True)
+        return subprocess.run([*args, dest, command], input=input_bytes, capture_output=True)
 
     def run(self, command: str, what: str, input_bytes: bytes | None = None) -> str:
         r = self.ssh(command, input_bytes=input_bytes)
