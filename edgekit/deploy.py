@@ -310,7 +310,7 @@ def deploy_board(board: Board, bundle: str, wheelhouse: Wheelhouse | None, root:
                             f"{facts['machine']}, Python {facts['python']} (build one with `edgekit wheelhouse "
                             f"--platform {facts['machine']} --python {facts['python']}`)")
         rid = wheelhouse.rid
-    elif facts["active"] is not None:
+    elif facts["active"] is not None and facts["active"].split("-", 1)[1] in facts["runtimes"]:
         rid = facts["active"].split("-", 1)[1]  # keep the runtime that runs now
     else:  # a new board: the wheelhouse its platform needs, built here (and kept for the next board like it)
         litert = any(m.format == "tflite" for m in local.models)
