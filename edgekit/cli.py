@@ -114,9 +114,9 @@ def data_to_csv(out, group, **spec):
                                          "small; quarter steps).")
 @click.option("--normalize", type=click.Choice(["auto", "stored", "window", "window_scale"]), default="auto",
               show_default=True,
-              help="Per-channel normalisation with training statistics, or per window (window_scale: and each "
-                   "window's log scale as an extra input channel); auto: window_scale when the windows' scales "
-                   "span more than three orders of magnitude, else stored.")
+              help="Per-channel normalisation with training statistics, or per window (window_scale: plus the "
+                   "window's log scale as an offset); auto: window_scale when the windows' scales span more than "
+                   "three orders of magnitude, else stored.")
 @signal_options
 @click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/checkpoint].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")

@@ -162,7 +162,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     outs = [teacher_outputs(teacher_dir, teacher, s) for s in sets]
     x_val, x_test = model_inputs(pre, va), model_inputs(pre, te)
     val_outs = teacher_outputs(teacher_dir, teacher, va) if len(va) else None
-    cfg = student_config(ds, pre, params, width)
+    cfg = student_config(ds, params, width)
     first = replace(train_settings, patience=None) if not len(va) else train_settings
 
     def distilled(x, y, t_outs, recipe):

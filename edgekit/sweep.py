@@ -84,7 +84,7 @@ def train_point(job: dict) -> dict:
         pre = fit_preprocessing(tr_part, "auto", job["spec"].get("stride") or ds.length)
     x_train, x_val, x_test = (model_inputs(pre, s) for s in (tr_part, va, te))
     torch.manual_seed(job["seed"])
-    cfg = student_config(ds, pre, job["params"])
+    cfg = student_config(ds, job["params"])
     model = MSACNN(cfg)
     s = SweepSettings(**job["settings"])
     settings = TrainSettings(epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, seed=job["seed"])
@@ -167,7 +167,7 @@ def _latency_ms(checkpoint: Path, work: Path) -> float:
     return float(np.median(times) * 1e3)
 
 
-def _candidates(ds, pre, lo: int, hi: int) -> list[int]:
+def _candidates(ds, lo: int, hi: int) -> list[int]:
     """Parameter counts of every student width from the smallest tried size up to 4x the largest (beyond the
     largest tried the prediction is an extrapolation)."""
     from .models import MSACNN, count_parameters
@@ -175,7 +175,7 @@ def _candidates(ds, pre, lo: int, hi: int) -> list[int]:
 
     sizes = []
     for width in range(1, 257):
-        n = count_parameters(MSACNN(student_config(ds, pre, width=width)))
+        n = count_parameters(MSACNN(student_config(ds, width=width)))
         if n > 4 * hi:
             break
         if n >= lo:
@@ -183,13 +183,12 @@ def _candidates(ds, pre, lo: int, hi: int) -> list[int]:
     return sizes
 
 
-def analyse(results: list[dict], ds, pre, teacher: dict | None, settings: SweepSettings,
-            ood_is_grouped: bool) -> dict:
+def analyse(results: list[dict], ds, teacher: dict | None, settings: SweepSettings, ood_is_grouped: bool) -> dict:
     from .scaling import fit, pareto_front, predict
 
     full = [r for r in results if r["fraction"] == max(x["fraction"] for x in results)]
     sizes = sorted({r["parameters"] for r in full})
-    cands = _candidates(ds, pre, sizes[0], sizes[-1]) if sizes else []
+    cands = _candidates(ds, sizes[0], sizes[-1]) if sizes else []
     untried = [c for c in cands if c not in sizes]
     fits = {}
     for split in ("id", "ood"):
@@ -252,13 +251,11 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
         ds, tr, va, te = _splits(spec)
     if len(va) == 0:
         raise UserError("the split has no validation windows to measure in-distribution error on; give --val > 0")
-    from .train import fit_preprocessing, student_config
+    from .train import student_config
 
-    # the students' input (the jobs fit it on their share of the training windows; this sizes them)
-    pre = t.preprocessing if teacher_dir else fit_preprocessing(tr, "auto", spec.get("stride") or ds.length)
     widths = {}
     for b in budgets:  # every budget must build before any work starts; budgets giving the same student run once
-        w = student_config(ds, pre, b).width
+        w = student_config(ds, b).width
         if w in widths.values():
             echo(f"sweep     budget {b} gives the same student as {[k for k, v in widths.items() if v == w][0]}; "
                  "skipped")
@@ -296,7 +293,7 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
     summary = {"dataset": ds.name, "split": {k: spec.get(k) for k in ("split", "test_groups", "seed", "val", "test")},
                "windows": {"train": len(tr), "id_test": len(va), "ood_test": len(te)}, "teacher": teacher,
                "grid": {"budgets": budgets, "fractions": fractions, "seeds": seeds}, "settings": asdict(settings),
-               "points": rows, **analyse(results, ds, pre, teacher, settings, spec.get("split") == "group")}
+               "points": rows, **analyse(results, ds, teacher, settings, spec.get("split") == "group")}
     write_text_atomic(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomic(out / "sweep.md", format_summary(summary) + "\n")
     return summary

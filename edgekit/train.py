@@ -206,36 +206,31 @@ def labelled_splits(spec: dict, split_method: str | None, test_groups: list[str]
 
 # "auto" normalises per window when, in some channel, the windows' standard deviations span more than this factor
 # between the 10th and 90th percentile: one global scale would leave the quiet windows as flat lines (PLAID's
-# appliance currents span 1e5; an IMU's still and running windows, BasicMotions, span at most 56). A scale spread
-# that wide says something about the class, so the student also gets each window's scale ("window_scale": PLAID,
-# first fit, seed 0: 0.808 -> 0.866).
+# appliance currents span 1e5; an IMU's still and running windows, BasicMotions, span at most 56). A spread that
+# wide says something about the class, so the model gets each window's scale too ("window_scale"; PLAID, first
+# fit, seed 0: 0.808 -> 0.883).
 SCALE_SPREAD_FOR_WINDOW = 1000.0
 
 
-def resolve_normalize(normalize: str, windows: np.ndarray, keep_scale: bool = True) -> str:
-    """"stored", or "window_scale" ("window" without `keep_scale`) for "auto", from the spread of the per-window
-    scales of `windows` [N, C, T]."""
+def resolve_normalize(normalize: str, windows: np.ndarray) -> str:
+    """"stored" or "window_scale" for "auto", from the spread of the per-window scales of `windows` [N, C, T]."""
     if normalize != "auto":
         return normalize
     sd = windows.std(axis=2)
     spread = np.percentile(sd, 90, axis=0) / np.maximum(np.percentile(sd, 10, axis=0), 1e-12)
-    if spread.max() <= SCALE_SPREAD_FOR_WINDOW:
-        return "stored"
-    return "window_scale" if keep_scale else "window"
+    return "window_scale" if spread.max() > SCALE_SPREAD_FOR_WINDOW else "stored"
 
 
-def fit_preprocessing(train, normalize: str, stride: int, steps: dict | None = None,
-                      keep_scale: bool = True) -> Preprocessing:
+def fit_preprocessing(train, normalize: str, stride: int, steps: dict | None = None) -> Preprocessing:
     """Per-channel statistics of the training windows (observed samples only, after the signal-level `steps`:
     Preprocessing's detrend, filter and max_gap, see edgekit.filters.signal_steps) and the windowing to use.
-    `normalize`: "stored", "window", "window_scale" or "auto" (`resolve_normalize`; `keep_scale=False` for
-    the teacher, whose channel-independent patches take signal channels only)."""
+    `normalize`: "stored", "window", "window_scale" or "auto" (`resolve_normalize`)."""
     from .data import model_inputs
 
     steps = steps or {}
     base = Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, "none", **steps)
     windows = model_inputs(base, train)  # filtered, not yet normalised
-    normalize = resolve_normalize(normalize, windows, keep_scale)
+    normalize = resolve_normalize(normalize, windows)
     mean = std = None
     if normalize == "stored":
         x = windows.transpose(1, 0, 2).reshape(train.n_channels, -1)
@@ -249,16 +244,15 @@ def fit_preprocessing(train, normalize: str, stride: int, steps: dict | None = N
                          **steps)
 
 
-def student_config(ds, pre: Preprocessing, params: str = "10k", width: int | None = None, **options):
-    """The student for a dataset and its preprocessing: `width` when given, else the widest that fits the
-    `params` budget. `options` set other MSACNNConfig fields (e.g. batch_norm=False)."""
+def student_config(ds, params: str = "10k", width: int | None = None, **options):
+    """The student for a dataset: `width` when given, else the widest that fits the `params` budget. `options`
+    set other MSACNNConfig fields (e.g. batch_norm=False)."""
     from .models.msa_cnn import MSACNNConfig, config_for_budget, parse_budget
 
-    c = pre.model_channels
     try:
         if width is not None:
-            return MSACNNConfig.build(c, len(ds.class_names), ds.length, width=width, **options)
-        return config_for_budget(c, len(ds.class_names), ds.length, parse_budget(params), **options)
+            return MSACNNConfig.build(ds.n_channels, len(ds.class_names), ds.length, width=width, **options)
+        return config_for_budget(ds.n_channels, len(ds.class_names), ds.length, parse_budget(params), **options)
     except ValueError as e:
         raise UserError(f"cannot build the student: {e}") from None
 
@@ -291,7 +285,7 @@ def train_student(spec: dict, out: str, split_method: str | None = None, test_gr
     pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length, steps)
     x = {k: model_inputs(pre, s) for k, s in (("train", tr), ("val", va), ("test", te))}
 
-    cfg = student_config(ds, pre, params, width, **(model_options or {}))
+    cfg = student_config(ds, params, width, **(model_options or {}))
 
     def make_model():
         torch.manual_seed(settings.seed)

@@ -73,7 +73,7 @@ def finetune(spec: dict, out: str, pretrained: str | None = None, size: str = "s
     torch.manual_seed(seed)
     encoder, pre = start_encoder(pretrained, size, attention, patch)
     if pre is None or pre.channels != tuple(ds.channel_names):  # an encoder of other data: this data's statistics
-        pre = fit_preprocessing(tr, "auto", spec.get("stride") or ds.length, keep_scale=False)
+        pre = fit_preprocessing(tr, "auto", spec.get("stride") or ds.length)
     model = encoder.with_classifier(ds.n_channels, len(ds.class_names))
     if not train_encoder:
         for name, p in model.named_parameters():
@@ -98,7 +98,7 @@ def embed(checkpoint: str, ds: WindowSet, out: str, tokens: bool = False, batch_
     ckpt = load_teacher(resolve(checkpoint))
     pre = ckpt.preprocessing
     if pre is None or pre.channels != tuple(ds.channel_names):
-        pre = fit_preprocessing(ds, "auto", ds.length, keep_scale=False)
+        pre = fit_preprocessing(ds, "auto", ds.length)
     data = prepare(ds, pre, ckpt.model.cfg.patch)
     model = ckpt.model.eval()
     parts = []

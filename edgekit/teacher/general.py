@@ -46,7 +46,7 @@ def corpus_data(patch: int, seed: int = 0):
     train, val = [], []
     rng = np.random.default_rng(seed)
     for ds in sets:
-        data = prepare(ds, fit_preprocessing(ds, "auto", ds.length, keep_scale=False), patch)
+        data = prepare(ds, fit_preprocessing(ds, "auto", ds.length), patch)
         order = rng.permutation(len(data))
         n_val = max(1, int(round(VAL_SHARE * len(data))))
         val.append(data.take(torch.from_numpy(np.sort(order[:n_val]))))

@@ -39,7 +39,7 @@ def start_or_resume(spec: dict, out: str, model_options: dict, settings: dict, s
                 "test": split["test"]}
     train, val, _ = split_from_spec(ds, spec)
     if not resume:
-        pre = fit_preprocessing(train, "auto", spec.get("stride") or ds.length, keep_scale=False)
+        pre = fit_preprocessing(train, "auto", spec.get("stride") or ds.length)
         torch.manual_seed(s.seed)  # every rank builds the same initial weights
         size = model_options.pop("size")
         if start_from is not None:

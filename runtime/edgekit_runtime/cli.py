@@ -165,7 +165,7 @@ def verify(bundle, trust):
     installed = installed_backends()
     for m in b.models:
         if BACKENDS[m.format] in installed:
-            check_model(open_model(m), b.preprocessing.model_channels, b.preprocessing.window, len(b.classes),
+            check_model(open_model(m), len(b.preprocessing.channels), b.preprocessing.window, len(b.classes),
                         f"{bundle}: {m.name}")
             checked = "loaded, shapes match"
         else:

@@ -8,10 +8,11 @@ windows, so the board computes exactly what the model was trained on. The steps,
   window level (`transform_windows`): detrend -> per-channel normalisation
 
 Normalisation: "stored" subtracts and divides by the training data's per-channel mean and std; "window" centres and
-scales each window by its own; "window_scale" does the same and appends, per channel, a constant channel holding
-the window's log standard deviation standardised by the training windows' (stored as `mean`/`std`): where the
-windows' scales span orders of magnitude, "window" makes them comparable but throws away the scale, which can be
-the class (an appliance's current: a kettle's against a phone charger's).
+scales each window by its own; "window_scale" does the same and then adds, per channel, the window's log standard
+deviation standardised by the training windows' (stored as `mean`/`std`) as a constant offset. Where the windows'
+scales span orders of magnitude, "window" makes them comparable but throws the scale away, and the scale can be
+the class (an appliance's current: a kettle's against a phone charger's); a window-normalised channel has mean
+zero, so the offset carries the scale unambiguously, at no cost in model size or compute.
 
 `prepare_windows` takes windows that are whole cases cut before preprocessing (the bundled benchmarks) and
 filters each one from its own first sample, as the streaming path filters a recording, before the window-level
@@ -42,22 +43,22 @@ def _normalize_stored(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.nd
     return ((x - mean[:, None]) * inv[:, None]).astype(np.float32)
 
 
-def _normalize_window(x: np.ndarray) -> np.ndarray:
+def _normalize_window(x: np.ndarray, scale_mean: np.ndarray | None = None,
+                      scale_std: np.ndarray | None = None) -> np.ndarray:
+    """Each window and channel centred and scaled by its own; with the scale statistics ("window_scale"), plus the
+    standardised log scale."""
     x64 = x.astype(np.float64)
     centred = x64 - x64.mean(axis=2, keepdims=True)
-    inv = 1.0 / (np.sqrt((centred * centred).mean(axis=2, keepdims=True)) + _EPS)
-    return (centred * inv).astype(np.float32)
+    sd = np.sqrt((centred * centred).mean(axis=2, keepdims=True))
+    out = centred * (1.0 / (sd + _EPS))
+    if scale_mean is not None:
+        out += (np.log(sd + _EPS) - scale_mean[:, None]) / (scale_std[:, None] + _EPS)
+    return out.astype(np.float32)
 
 
 def window_log_scale(x: np.ndarray) -> np.ndarray:
     """`[N, C, T]` -> `[N, C]`: the log of each window's per-channel standard deviation ("window_scale")."""
     return np.log(x.astype(np.float64).std(axis=2) + _EPS)
-
-
-def _normalize_window_scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    scale = (window_log_scale(x) - mean.astype(np.float64)) / (std.astype(np.float64) + _EPS)
-    constant = np.broadcast_to(scale[:, :, None], x.shape).astype(np.float32)
-    return np.concatenate([_normalize_window(x), constant], axis=1)
 
 
 def _detrend(x: np.ndarray, linear: bool) -> np.ndarray:
@@ -120,11 +121,6 @@ class Preprocessing:
             if self.mean is None or self.std is None or len(self.mean) != n or len(self.std) != n:
                 raise UserError(f"normalize {self.normalize!r} needs mean and std with one value per channel ({n})")
 
-    @property
-    def model_channels(self) -> int:
-        """Channels of the model's input: the signal's, and with "window_scale" one scale channel for each."""
-        return len(self.channels) * (2 if self.normalize == "window_scale" else 1)
-
     def _check(self, windows: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(windows, dtype=np.float32)
         if x.ndim != 3 or x.shape[1] != len(self.channels):
@@ -149,7 +145,7 @@ class Preprocessing:
         if self.normalize == "window":
             return _normalize_window(x)
         if self.normalize == "window_scale":
-            return _normalize_window_scale(x, np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32))
+            return _normalize_window(x, np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64))
         return x
 
     def to_json(self) -> dict:

@@ -54,9 +54,8 @@ def process(pre: Preprocessing, times: np.ndarray, values: np.ndarray, stride: i
     if pre.normalize == "stored":
         x = (x - np.asarray(pre.mean, np.float32)[:, None]) / (np.asarray(pre.std, np.float32)[:, None] + 1e-8)
     elif pre.normalize in ("window", "window_scale"):
-        scale = np.log(x.std(axis=2, keepdims=True) + 1e-8)
-        x = (x - x.mean(axis=2, keepdims=True)) / (x.std(axis=2, keepdims=True) + 1e-8)
+        sd = x.std(axis=2, keepdims=True)
+        x = (x - x.mean(axis=2, keepdims=True)) / (sd + 1e-8)
         if pre.normalize == "window_scale":
-            z = (scale - np.asarray(pre.mean)[:, None]) / (np.asarray(pre.std)[:, None] + 1e-8)
-            x = np.concatenate([x, np.broadcast_to(z, x.shape)], axis=1)
+            x = x + (np.log(sd + 1e-8) - np.asarray(pre.mean)[:, None]) / (np.asarray(pre.std)[:, None] + 1e-8)
     return x.astype(np.float32)

@@ -28,7 +28,7 @@ class Runner:
         self.pre = self.bundle.preprocessing
         self.model_file = choose_models(self.bundle, backend, precision)[0]
         self.model = open_model(self.model_file, threads=threads)
-        check_model(self.model, self.pre.model_channels, self.pre.window, len(self.bundle.classes),
+        check_model(self.model, len(self.pre.channels), self.pre.window, len(self.bundle.classes),
                     f"{bundle}: {self.model_file.name}")
         self.stride = self.pre.stride if stride is None else stride
         if self.stride < 1 or batch < 1:
