@@ -111,7 +111,7 @@ def bench_preprocessing(pre, n_windows: int, seed: int = 0) -> dict:
 
 def bench_model(model_file, pre, n_windows: int, threads: int, batch_sizes, evals, n_classes: int) -> dict:
     model = open_model(model_file, threads=threads)
-    check_model(model, pre.model_channels, pre.window, n_classes, str(model_file.path))
+    check_model(model, len(pre.channels), pre.window, n_classes, str(model_file.path))
     rng = np.random.default_rng(0)
     one = pre.transform_windows(rng.normal(size=(1, len(pre.channels), pre.window)).astype(np.float32))
     for _ in range(20):
