@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: setup demo test test-slow bench clean test-packages teacher
+.PHONY: setup demo test test-slow test-arm bench clean test-packages teacher
 
 setup: $(STAMP)
 
@@ -42,6 +42,17 @@ test-packages:
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# The board runtime on arm64 Debian 12 under qemu-user (Cortex-A72 and A76), every prediction compared with this
+# machine's (tests/test_arm.py). Debian's qemu-user-static and debootstrap are installed where apt is usable as
+# root; the root file system and wheels are cached in ~/.cache/edgekit/arm64. Needs the package index and a Debian
+# mirror the first time; about 15 minutes.
+test-arm: setup
+	@test -x /usr/bin/qemu-aarch64-static -a -x /usr/sbin/debootstrap || { [ "$$(id -u)" = 0 ] && \
+		command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static debootstrap >/dev/null; } || \
+		echo "qemu-user-static and debootstrap not installed: the arm64 tests will be skipped"
+	$(BIN)/python -m pytest -q -m arm -rs
 
 # Rebuild the general teacher shipped in edgekit/teacher/general/ (about 35 minutes on 2 CPU cores; a killed run
 # continues where it stopped).
