@@ -485,6 +485,9 @@ def deploy_command(bundle, hosts, inventory, wheelhouse, root, board_python, ssh
     wh = Wheelhouse.read(wheelhouse) if wheelhouse else None
     if service_out and not service_source:
         raise UserError("--service-out needs --service SOURCE")
+    for name, value in (("--service", service_source), ("--service-out", service_out), ("--root", root)):
+        if value is not None and any(ord(c) < 32 for c in value):  # a newline would add lines to the unit
+            raise UserError(f"{name}: control characters are not allowed in a path")
     failed = 0
     for host in targets:
         board = Board(host, ssh_config, identity, board_python)

@@ -197,6 +197,8 @@ def test_bad_invocations_are_one_line_errors(basic_motions_run, tmp_path):
     assert_one_line_error(edgekit("deploy", model), "no host given")
     assert_one_line_error(edgekit("deploy", model, "--", "-oProxyCommand=touch"), "not a host")
     assert_one_line_error(edgekit("deploy", "--status", "--rollback", "board"), "give one")
+    assert_one_line_error(edgekit("deploy", model, "board", "--service", "a.csv\nExecStartPre=/bin/sh"),
+                          "control characters")
     assert_one_line_error(edgekit("deploy", model, "board", "--wheelhouse", tmp_path), "not a wheelhouse")
     r = edgekit("deploy", tmp_path / "nope", "board.invalid")
     assert r.returncode == 1 and "no such bundle" in r.stdout + r.stderr
