@@ -73,7 +73,8 @@ def active(root: Path) -> str | None:
     return Path(link.readlink()).name.split("-")[0] if link.is_symlink() else None
 
 
-def test_a_bundle_is_installed_verified_benched_switched_and_rolled_back(ssh_config, bundles, tmp_path):
+def test_a_bundle_is_installed_verified_benched_switched_and_rolled_back(ssh_config, wheelhouse, bundles, tmp_path):
+    """(`wheelhouse`: skips the test where the package index is out of reach, as the build below needs it.)"""
     a, b = bundles
     root = tmp_path / "board"
     # a new board and no --wheelhouse: one is built here for the board's platform and Python, and cached
