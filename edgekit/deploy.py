@@ -6,6 +6,7 @@ On a board everything lives under ROOT (`edgekit/` in the login's home unless --
     ROOT/runtimes/RID/        a venv with edgekit-runtime, installed from a wheelhouse only (`pip --no-index`);
                               RID: the wheelhouse's id (its manifest's sha256), so an unchanged runtime is reused
     ROOT/bundles/BID/         bundles; BID: the sha256 of the bundle's manifest (which lists every file's sha256)
+                              and of its signature, if any
     ROOT/releases/BID-RID/    `bundle` and `runtime` links, and `bench.json` (`edgekit bench --quick` on this board)
     ROOT/active, previous     links to releases: what runs, and what `--rollback` returns to
     ROOT/incoming/            copies in progress; nothing in it is ever run
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import click
 
+from edgekit_runtime.cli import REGRESSION_EXIT
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.model_dir import MANIFEST, load_bundle
 from edgekit_runtime.signing import SIGNATURE
@@ -40,7 +42,6 @@ from .wheelhouse import MANIFEST as WHEELHOUSE_MANIFEST
 
 DEFAULT_ROOT = "edgekit"
 SERVICE = "edgekit.service"
-BENCH_REGRESSION_EXIT = 3  # edgekit_runtime.cli.REGRESSION_EXIT, as the board's `edgekit bench` exits
 SSH_TIMEOUT = 15  # seconds to connect; a board that is off must not hang a fleet deployment
 
 # --- what runs on the board (its own python3, standard library only; arguments in sys.argv) ---
@@ -344,8 +345,8 @@ def deploy_board(board: Board, bundle: str, wheelhouse: Wheelhouse | None, root:
     bench = f"{q(release)}/bench.json"
     compare = f" --compare {q(root)}/active/bench.json --threshold {threshold}" if facts["active_bench"] else ""
     r = board.ssh(f"{q(venv)}/bin/edgekit bench {q(release)}/bundle --quick --json {bench}.new{compare}")
-    regressed = r.returncode == BENCH_REGRESSION_EXIT
-    if r.returncode not in (0, BENCH_REGRESSION_EXIT):
+    regressed = r.returncode == REGRESSION_EXIT
+    if r.returncode not in (0, REGRESSION_EXIT):
         raise UserError(f"{board.host}: benchmarking the bundle on the board failed: {_last_line(r)}")
     board.run(f"mv {bench}.new {bench}", "keeping the bench result")
     if regressed and not force:
