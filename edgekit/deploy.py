@@ -206,6 +206,7 @@ class Board:
     ssh_config: str | None = None
     identity: str | None = None
     python: str = "python3"
+    progress: bool = False  # a line on stderr as each step starts
 
     def ssh(self, command: str, input_bytes: bytes | None = None) -> subprocess.CompletedProcess:
         dest, port = parse_host(self.host)
@@ -216,10 +217,15 @@ class Board:
         return subprocess.run([*args, dest, command], input=input_bytes, capture_output=True)
 
     def run(self, command: str, what: str, input_bytes: bytes | None = None) -> str:
+        self.say(what)
         r = self.ssh(command, input_bytes=input_bytes)
         if r.returncode != 0:
             raise UserError(f"{self.host}: {what} failed: {_last_line(r)}")
         return r.stdout.decode(errors="replace").strip()
+
+    def say(self, what: str) -> None:
+        if self.progress:
+            click.echo(f"edgekit: {self.host}: {what}", err=True)
 
     def python_script(self, script: str, args: list[str], what: str, input_bytes: bytes | None = None) -> str:
         command = " ".join(shlex.quote(a) for a in (self.python, "-c", script, *args))
@@ -326,7 +332,9 @@ def deploy_board(board: Board, bundle: str, wheelhouse: Wheelhouse | None, root:
         parts["wheelhouse"] = wheelhouse.path
     if trust:
         parts["trust.pub"] = Path(trust)
-    stage = board.python_script(_RECEIVE, [root], "copying the bundle", send(parts))
+    stream = send(parts)
+    what = "the bundle and the runtime's wheels" if install else "the bundle"
+    stage = board.python_script(_RECEIVE, [root], f"copying {what} ({len(stream) / 2**20:.1f} MiB)", stream)
     q = shlex.quote
     venv = f"{root}/runtimes/{rid}"
     try:
@@ -344,6 +352,7 @@ def deploy_board(board: Board, bundle: str, wheelhouse: Wheelhouse | None, root:
     name = Path(release).name
     bench = f"{q(release)}/bench.json"
     compare = f" --compare {q(root)}/active/bench.json --threshold {threshold}" if facts["active_bench"] else ""
+    board.say("benchmarking the bundle on the board")
     r = board.ssh(f"{q(venv)}/bin/edgekit bench {q(release)}/bundle --quick --json {bench}.new{compare}")
     regressed = r.returncode == REGRESSION_EXIT
     if r.returncode not in (0, REGRESSION_EXIT):
@@ -455,8 +464,9 @@ def _describe(r: dict) -> str:
 @click.option("--status", is_flag=True, help="Show what runs on HOSTS: release, bundle sha256, runtime version, "
                                              "last bench (no BUNDLE).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per host.")
+@click.option("--quiet", is_flag=True, help="No progress lines on stderr (the result lines stay).")
 def deploy_command(bundle, hosts, inventory, wheelhouse, root, board_python, ssh_config, identity, trust, threshold,
-                   force, service_source, service_out, rollback, status, as_json):
+                   force, service_source, service_out, rollback, status, as_json, quiet):
     """Deploy BUNDLE to the boards HOSTS ([user@]host[:port]) over SSH, for boards without network.
 
     Each board gets the bundle (and the runtime, installed with pip from copied wheels only, when it has none or
@@ -491,7 +501,7 @@ def deploy_command(bundle, hosts, inventory, wheelhouse, root, board_python, ssh
             raise UserError(f"{name}: control characters are not allowed in a path")
     failed = 0
     for host in targets:
-        board = Board(host, ssh_config, identity, board_python)
+        board = Board(host, ssh_config, identity, board_python, progress=not quiet)
         try:
             if status:
                 r = board_status(board, root)
