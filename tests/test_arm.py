@@ -12,9 +12,9 @@ not speed and are not reported.
 The root file system (debootstrap's first stage, its packages unpacked: binfmt_misc is not needed) and the
 installed wheels are cached in $EDGEKIT_ARM_CACHE (default ~/.cache/edgekit/arm64). Facts the harness handles:
 onnxruntime reads /proc/cpuinfo at import and crashes on the host's x86 one, so each CPU model gets a prefix
-directory whose proc/cpuinfo describes it (the rest links to the root file system); numba compiles for the CPU in
-/proc/cpuinfo, so each CPU model has its own cache; `bench` re-executes sys.executable, which is a shell wrapper
-that starts qemu again.
+directory whose proc/cpuinfo describes it (its system directories link to the root file system); numba compiles
+for the CPU in /proc/cpuinfo, so each CPU model has its own cache; `bench` re-executes sys.executable, which is a
+shell wrapper that starts qemu again.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def rootfs():
     # (--keep-directory-symlink keeps the merged-/usr links bin, lib, sbin)
     for deb in sorted((tmp / "var/cache/apt/archives").glob("*.deb")):
         _run(["sh", "-c", f"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{tmp}' --keep-directory-symlink"])
-    if (tmp / "proc").is_symlink() or (tmp / "proc").exists():
-        os.remove(tmp / "proc") if (tmp / "proc").is_symlink() else shutil.rmtree(tmp / "proc")
+    if (tmp / "proc").is_symlink():  # debootstrap links it to the host's /proc; the prefixes bring their own
+        (tmp / "proc").unlink()
     (tmp / ".complete").touch()
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
