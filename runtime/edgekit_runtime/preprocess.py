@@ -47,18 +47,24 @@ def _normalize_window(x: np.ndarray, scale_mean: np.ndarray | None = None,
                       scale_std: np.ndarray | None = None) -> np.ndarray:
     """Each window and channel centred and scaled by its own; with the scale statistics ("window_scale"), plus the
     standardised log scale."""
-    x64 = x.astype(np.float64)
-    centred = x64 - x64.mean(axis=2, keepdims=True)
-    sd = np.sqrt((centred * centred).mean(axis=2, keepdims=True))
+    centred, sd = _centred(x)
     out = centred * (1.0 / (sd + _EPS))
     if scale_mean is not None:
         out += (np.log(sd + _EPS) - scale_mean[:, None]) / (scale_std[:, None] + _EPS)
     return out.astype(np.float32)
 
 
+def _centred(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each window and channel less its mean, and its standard deviation (float64, `[N, C, 1]`)."""
+    x64 = x.astype(np.float64)
+    centred = x64 - x64.mean(axis=2, keepdims=True)
+    return centred, np.sqrt((centred * centred).mean(axis=2, keepdims=True))
+
+
 def window_log_scale(x: np.ndarray) -> np.ndarray:
-    """`[N, C, T]` -> `[N, C]`: the log of each window's per-channel standard deviation ("window_scale")."""
-    return np.log(x.astype(np.float64).std(axis=2) + _EPS)
+    """`[N, C, T]` -> `[N, C]`: the log of each window's per-channel standard deviation, as "window_scale" takes it
+    (training fits the offset's statistics with this)."""
+    return np.log(_centred(x)[1][:, :, 0] + _EPS)
 
 
 def _detrend(x: np.ndarray, linear: bool) -> np.ndarray:
