@@ -19,6 +19,11 @@ class Augment:
     shift: float = 0.1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.with_mask(x, None)[0]
+
+    def with_mask(self, x: torch.Tensor, observed: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`x` augmented, and `observed` [B, T] (a teacher's mask of observed steps; None for none) shifted with
+        it, so that a zero-filled gap stays marked as one. Timestamps stay: the signal moves along its time grid."""
         b, c, t = x.shape
         if self.scale:
             x = x * torch.exp(torch.randn(b, c, 1) * self.scale)
@@ -29,4 +34,6 @@ class Augment:
             offset = torch.randint(-steps, steps + 1, (b, 1))
             index = (torch.arange(t)[None, :] - offset).clamp(0, t - 1)
             x = torch.gather(x, 2, index[:, None, :].expand(b, c, t))
-        return x
+            if observed is not None:
+                observed = torch.gather(observed, 1, index)
+        return x, observed

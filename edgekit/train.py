@@ -124,20 +124,21 @@ def fit(model: nn.Module, n_train: int, batch_loss: Callable[[torch.Tensor], tor
 
 def train_classifier(model: nn.Module, x_train: Inputs, y_train: np.ndarray, x_val: Inputs,
                      y_val: np.ndarray, settings: TrainSettings = TrainSettings(), progress: bool = True,
-                     desc: str = "train") -> dict:
-    """Supervised training with label-smoothed cross-entropy (see `fit`), every batch augmented: a student's
-    windows (one array) fully, a teacher's values (the first of its tuple inputs) without the time shift, which
-    would have to move its timestamps and observed mask along."""
+                     desc: str = "train", augment: Augment = Augment()) -> dict:
+    """Supervised training with label-smoothed cross-entropy (see `fit`), every batch augmented (unless
+    `settings.augment` is off): a student's windows (one array), or a teacher's values with its observed mask
+    shifted alongside (its tuple inputs)."""
     loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     xt, yt = _as_tensors(x_train), torch.from_numpy(y_train)
-    augment = None
-    if settings.augment:
-        augment = Augment() if isinstance(x_train, np.ndarray) else Augment(shift=0.0)
+    augment = augment if settings.augment else None
 
     def batch_loss(idx):
         inputs = tuple(t[idx] for t in xt)
-        if augment is not None:
-            inputs = (augment(inputs[0]), *inputs[1:])
+        if augment is not None and len(inputs) == 1:
+            inputs = (augment(inputs[0]),)
+        elif augment is not None:  # a teacher's (values, times, observed)
+            values, observed = augment.with_mask(inputs[0], inputs[2])
+            inputs = (values, inputs[1], observed)
         return loss_fn(model(*inputs), yt[idx])
 
     def val_metrics():

@@ -280,6 +280,9 @@ def test_finetune_and_embed_commands(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "f.json").read_text())
     assert summary["windows"]["train"] == 12 and 0 <= summary["test_macro_f1"] <= 1
+    # fine-tuned with and without time shifts; the validation windows chose
+    by_shift = summary["val_accuracy_by_shift"]
+    assert set(by_shift) == {"0.1", "0"} and summary["val_accuracy"] == by_shift[f"{summary['shift']:g}"] == max(by_shift.values())
     r = run("embed", tmp_path / "f", "BasicMotions", "--out", tmp_path / "e.npy")
     assert r.returncode == 0, r.stderr
     assert np.load(tmp_path / "e.npy").shape == (80, 6 * 32)

@@ -43,6 +43,17 @@ def test_augmentation_keeps_shape_and_edges_and_changes_values():
     assert not torch.allclose(z, x) and torch.isfinite(z).all()
 
 
+def test_a_teachers_observed_mask_moves_with_its_values():
+    torch.manual_seed(0)
+    x = torch.arange(1, 41, dtype=torch.float32).reshape(1, 1, 40).repeat(64, 2, 1)
+    observed = torch.ones(64, 40, dtype=torch.bool)
+    observed[:, 18:22] = False
+    x[:, :, 18:22] = 0.0  # a gap, zero-filled as the teacher's data has it
+    y, moved = Augment(scale=0.0, jitter=0.0, shift=0.1).with_mask(x, observed)
+    assert not torch.equal(moved, observed)  # shifted ...
+    assert torch.equal(y[:, 0] == 0, ~moved)  # ... to where the zero-filled samples went (none at the edges here)
+
+
 def test_training_without_augmentation_or_smoothing_is_plain_cross_entropy_that_fits():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 2, 64)).astype(np.float32)

@@ -2,7 +2,8 @@
 
 The recipe is the students' (edgekit.train: AdamW, warm-up and cosine decay over a fixed number of steps, label
 smoothing, augmented batches) with a smaller learning rate for a pretrained encoder and fewer steps: a step of the
-teacher costs a hundred of the student's. The validation windows give the held-out estimate; there is no refit.
+teacher costs a hundred of the student's. It runs once per time shift of SHIFTS and the validation windows choose;
+they also give the held-out estimate (there is no refit).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write
 
+from ..augment import Augment
 from ..data import WindowSet
 from ..train import classification_metrics, fit_preprocessing, labelled_splits, predict_logits, train_classifier
 from ..train_settings import FINETUNE, TrainSettings
@@ -21,6 +23,12 @@ from .data import prepare
 from .general import resolve
 from .model import Teacher, TeacherConfig
 from .store import TeacherCheckpoint, load_teacher, save_teacher
+
+
+# Time shifts (a share of the window) fine-tuning is tried with; the validation windows choose (without them, the
+# first). Shifting teaches the position-encoded encoder that where an event falls is rarely the label (GunPoint, 3
+# seeds: 0.94 -> 0.98), but on long windows of repeating cycles it can cost more than it gives (ACSF1: 0.78 -> 0.56).
+SHIFTS = (0.1, 0.0)
 
 
 class Classifying(nn.Module):
@@ -74,17 +82,26 @@ def finetune(spec: dict, out: str, pretrained: str | None = None, size: str = "s
     encoder, pre = start_encoder(pretrained, size, attention, patch)
     if pre is None or pre.channels != tuple(ds.channel_names):  # an encoder of other data: this data's statistics
         pre = fit_preprocessing(tr, "auto", spec.get("stride") or ds.length)
-    model = encoder.with_classifier(ds.n_channels, len(ds.class_names))
-    if not train_encoder:
-        for name, p in model.named_parameters():
-            p.requires_grad = name.startswith("classifier.")
-    data = {k: prepare(s, pre, model.cfg.patch) for k, s in (("train", tr), ("val", va), ("test", te))}
-    clf = Classifying(model)
-    history = train_classifier(clf, inputs(data["train"]), tr.labels, inputs(data["val"]), va.labels, settings,
-                               progress=progress, desc="finetune")
+    data = {k: prepare(s, pre, encoder.cfg.patch) for k, s in (("train", tr), ("val", va), ("test", te))}
+    runs = {}
+    for shift in SHIFTS if settings.augment and len(va) else SHIFTS[:1]:
+        torch.manual_seed(seed)
+        clf = Classifying(encoder.with_classifier(ds.n_channels, len(ds.class_names)))
+        if not train_encoder:
+            for name, p in clf.teacher.named_parameters():
+                p.requires_grad = name.startswith("classifier.")
+        history = train_classifier(clf, inputs(data["train"]), tr.labels, inputs(data["val"]), va.labels,
+                                   settings, progress=progress, desc=f"finetune (shift {shift:g})",
+                                   augment=Augment(shift=shift))
+        runs[shift] = (clf, history)
+    shift = max(runs, key=lambda k: (runs[k][1].get("val_accuracy") or 0.0, -(runs[k][1].get("val_loss") or 0.0)))
+    clf, history = runs[shift]
+    model = clf.teacher
     metrics = classification_metrics(te.labels, predict_logits(clf, inputs(data["test"])))
     state = {**history, "pretrained": pretrained, "labels_per_class": labels_per_class,
-             "train_encoder": train_encoder, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
+             "train_encoder": train_encoder, "shift": shift,
+             "val_accuracy_by_shift": {f"{k:g}": h.get("val_accuracy") for k, (_, h) in runs.items()},
+             "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
     save_teacher(out, TeacherCheckpoint(model, pre, spec, ds.class_names, state))
     return {"dataset": ds.name, "windows": {"train": len(tr), "val": len(va), "test": len(te)},
             "parameters": model.parameter_count(), **state, "checkpoint": out}
