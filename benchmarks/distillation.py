@@ -41,7 +41,8 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     from edgekit.teacher.data import prepare
     from edgekit.teacher.finetune import few_labels, finetune
     from edgekit.teacher.store import load_teacher
-    from edgekit.train import classification_metrics, labelled_splits
+    from edgekit.data import labelled_splits
+    from edgekit.training_loop import classification_metrics
     from edgekit.train_settings import FINETUNE, TrainSettings
     from edgekit_runtime.engine import OnnxModel
 

@@ -121,7 +121,8 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     from edgekit.data import load_spec
     from edgekit.export import export_checkpoint
     from edgekit.quantize import qat_checkpoint
-    from edgekit.train import split_from_spec, train_student
+    from edgekit.data import split_from_spec
+    from edgekit.train import train_student
     from edgekit_exporters import calibration_windows
     from edgekit_runtime.engine import LiteRTModel, open_model
     from edgekit_runtime.model_dir import load_bundle

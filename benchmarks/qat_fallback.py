@@ -35,7 +35,8 @@ def int8_metrics(model_dir: Path, x: np.ndarray, labels: np.ndarray, ref: np.nda
 
 def run_point(name: str, budget: str, seed: int, work: Path) -> list[dict]:
     from edgekit.options import data_spec
-    from edgekit.train import TrainSettings, train_student
+    from edgekit.train import train_student
+    from edgekit.train_settings import TrainSettings
 
     root = work / name / f"{budget}-s{seed}"
     if not (root / "checkpoint").exists():
@@ -51,7 +52,7 @@ def compare(checkpoint: Path, root: Path, labels: dict) -> list[dict]:
     from edgekit.export import export_checkpoint
     from edgekit.models import count_parameters
     from edgekit.quantize import qat_checkpoint
-    from edgekit.train import split_from_spec
+    from edgekit.data import split_from_spec
     from edgekit_exporters import DEFAULT_TOLERANCES
 
     if not (root / "qat").exists():

@@ -44,7 +44,8 @@ def main(repeats: int = 5):
     from edgekit.bundle import build_bundle
     from edgekit.options import data_spec
     from edgekit.export import export_checkpoint
-    from edgekit.train import TrainSettings, train_student
+    from edgekit.train import train_student
+    from edgekit.train_settings import TrainSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

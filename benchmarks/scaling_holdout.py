@@ -30,7 +30,7 @@ def main() -> None:
     from edgekit.data import load_spec
     from edgekit.scaling import fit
     from edgekit.sweep import SweepSettings, run_sweep
-    from edgekit.train import resolve_split
+    from edgekit.data import resolve_split
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="JapaneseVowels")

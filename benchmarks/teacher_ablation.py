@@ -49,7 +49,7 @@ def main():
     from edgekit.teacher.pretrain import pretrain, reconstruction_rmse
     from edgekit.teacher.settings import PretrainSettings
     from edgekit.teacher.store import TeacherCheckpoint
-    from edgekit.train import fit_preprocessing
+    from edgekit.normalization import fit_preprocessing
     from results import write
 
     ds = load_dataset("JapaneseVowels")

@@ -90,7 +90,8 @@ def run_one(name: str, seed: int, ablation: str, variant: str, work: str) -> dic
     import torch
 
     torch.set_num_threads(1)
-    from edgekit.train import TrainSettings, train_student
+    from edgekit.train import train_student
+    from edgekit.train_settings import TrainSettings
 
     settings, model = VARIANTS[ablation][variant]
     root = Path(work) / f"{name}-{seed}-{variant.replace(' ', '_').replace(',', '')}"

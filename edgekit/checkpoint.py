@@ -76,7 +76,7 @@ class Checkpoint:
         if self.held_out is not None:
             return self.held_out.windows(which, self)
         from .data import load_spec
-        from .train import split_from_spec
+        from .data import split_from_spec
 
         train, _, test = split_from_spec(load_spec(self.data), self.data)
         return test if which == "test" else train

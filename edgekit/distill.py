@@ -26,8 +26,10 @@ from torch import nn
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write
 
-from .data import WindowSet, load_spec, model_inputs
-from .train import TrainSettings, classification_metrics, fit, predict_logits, split_from_spec, student_config
+from .data import WindowSet, load_spec, model_inputs, split_from_spec
+from .train import student_config
+from .train_settings import TrainSettings
+from .training_loop import classification_metrics, fit, predict_logits
 
 CACHE_DIR = "distill-cache"
 
@@ -129,7 +131,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     from .models import MSACNN, count_macs, count_parameters
     from .teacher.finetune import few_label_indices
     from .teacher.store import load_teacher
-    from .train import train_classifier
+    from .training_loop import train_classifier
 
     teacher = load_teacher(teacher_dir)
     if teacher.model.classifier is None or not teacher.classes:

@@ -104,9 +104,10 @@ def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4
     and after, and of the saved float model (weights on the int8 grid).
     """
     from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from .data import load_spec, model_inputs
+    from .data import load_spec, model_inputs, split_from_spec
     from .models.msa_cnn import fold_batch_norm
-    from .train import TrainSettings, predict_logits, split_from_spec, train_classifier
+    from .train_settings import TrainSettings
+    from .training_loop import predict_logits, train_classifier
 
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")

@@ -75,10 +75,10 @@ def _confusion_figure(y_true, y_pred, classes, title):
 
 def _confusions(run: Path) -> str:
     from .checkpoint import load_checkpoint
-    from .data import load_spec, model_inputs
+    from .data import load_spec, model_inputs, split_from_spec
     from .distill import teacher_outputs
     from .teacher.store import load_teacher
-    from .train import predict_logits, split_from_spec
+    from .training_loop import predict_logits
 
     parts = []
     student = load_checkpoint(run / "distill" / "student")

@@ -46,15 +46,14 @@ def _stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.n
 
 
 def _splits(spec: dict):
-    from .data import load_spec
-    from .train import split_from_spec
+    from .data import load_spec, split_from_spec
 
     ds = load_spec(spec)
     return ds, *split_from_spec(ds, spec)
 
 
 def _error(model, x, y) -> float | None:
-    from .train import predict_logits
+    from .training_loop import predict_logits
 
     return None if len(y) == 0 else float((predict_logits(model, x).argmax(1) != y).mean())
 
@@ -68,7 +67,10 @@ def train_point(job: dict) -> dict:
     from .data import model_inputs
     from .distill import DistillSettings, distillation_batches, standardised
     from .models import MSACNN, count_macs, count_parameters
-    from .train import TrainSettings, fit, fit_preprocessing, student_config, train_classifier
+    from .normalization import fit_preprocessing
+    from .train import student_config
+    from .train_settings import TrainSettings
+    from .training_loop import fit, train_classifier
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -184,7 +186,7 @@ def _candidates(ds, lo: int, hi: int) -> list[int]:
 
 
 def analyse(results: list[dict], ds, teacher: dict | None, settings: SweepSettings, ood_is_grouped: bool) -> dict:
-    from .scaling import fit, pareto_front, predict
+    from .scaling import fit, predict
 
     full = [r for r in results if r["fraction"] == max(x["fraction"] for x in results)]
     sizes = sorted({r["parameters"] for r in full})
@@ -232,7 +234,7 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
     distill_settings = distill_settings or DistillSettings()
     if teacher_dir:
         from .teacher.store import load_teacher
-        from .train import classification_metrics
+        from .training_loop import classification_metrics
 
         t = load_teacher(teacher_dir)
         if t.model.classifier is None or "split" not in t.data:
@@ -401,7 +403,7 @@ def sweep_command(dataset, teacher, budgets, fractions, seeds, epochs, lr, batch
     spec = None
     if dataset:
         from .data import load_spec
-        from .train import resolve_split
+        from .data import resolve_split
 
         spec = {"dataset": dataset, "window": window, "label_column": label_column}
         method, groups = resolve_split(load_spec(spec), split_method, csv_list(test_groups))

@@ -20,7 +20,8 @@ def basic_motions_run(tmp_path_factory):
     """BasicMotions trained once (canonical split), exported to ONNX, and its test split written as CSV."""
     from edgekit.options import data_spec
     from edgekit.export import export_checkpoint
-    from edgekit.train import TrainSettings, train_student
+    from edgekit.train import train_student
+    from edgekit.train_settings import TrainSettings
 
     root = tmp_path_factory.mktemp("basic_motions")
     spec = data_spec("BasicMotions", None, None, None, None, None, None)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgekit.data import BUNDLED, load_dataset, load_table, load_tables, split_dataset
+from edgekit.data import load_dataset, load_table, load_tables, split_dataset
 from edgekit_runtime.errors import UserError
 
 # name -> (windows, channels, length, classes): the published sizes of each dataset.

@@ -12,7 +12,8 @@ from edgekit.data import load_dataset
 from edgekit.distill import CACHE_DIR, DistillSettings, distill, teacher_outputs
 from edgekit.teacher.store import load_teacher
 from edgekit.teacher.finetune import finetune
-from edgekit.train import TrainSettings, predict_logits
+from edgekit.train_settings import TrainSettings
+from edgekit.training_loop import predict_logits
 from edgekit_runtime.errors import UserError
 
 from conftest import EDGEKIT

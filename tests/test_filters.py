@@ -10,7 +10,7 @@ import scipy.signal as ss
 
 from edgekit.data import load_dataset
 from edgekit.filters import design_filter, signal_steps
-from edgekit.train import fit_preprocessing
+from edgekit.normalization import fit_preprocessing
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.preprocess import Preprocessing
 
@@ -76,7 +76,8 @@ def test_training_windows_are_the_windows_edgekit_run_computes(tmp_path, signal)
     from edgekit.checkpoint import load_checkpoint
     from edgekit.data import load_spec, model_inputs
     from edgekit.export import export_checkpoint
-    from edgekit.train import TrainSettings, train_student
+    from edgekit.train import train_student
+    from edgekit.train_settings import TrainSettings
     from edgekit_runtime.model_dir import load_bundle
     from edgekit_runtime.readers import read_chunks
     from edgekit_runtime.stream import StreamPreprocessor
@@ -126,7 +127,8 @@ def test_a_checkpoint_exports_and_bundles_with_its_data_moved_away_and_refuses_c
     from edgekit.bundle import build_bundle
     from edgekit.checkpoint import load_checkpoint
     from edgekit.export import export_checkpoint
-    from edgekit.train import TrainSettings, train_student
+    from edgekit.train import train_student
+    from edgekit.train_settings import TrainSettings
     from edgekit_runtime.model_dir import load_bundle
     from test_cli_errors import assert_one_line_error, edgekit
 

@@ -32,7 +32,8 @@ def model(tmp_path_factory):
     """A BasicMotions model trained for a few steps: these tests need its shapes, not its accuracy."""
     from edgekit.options import data_spec
     from edgekit.export import export_checkpoint
-    from edgekit.train import TrainSettings, train_student
+    from edgekit.train import train_student
+    from edgekit.train_settings import TrainSettings
 
     root = tmp_path_factory.mktemp("hostile")
     spec = data_spec("BasicMotions", None, None, None, None, None, None)

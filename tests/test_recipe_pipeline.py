@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +13,6 @@ from conftest import EDGEKIT, REPO
 from edgekit.pipeline import STAGES, read_record, run_pipeline
 from edgekit.recipe import load_recipe, parse_recipe
 from edgekit_runtime.cli import main
-from edgekit_runtime.errors import UserError
 
 TINY = """
 name = "tiny"

@@ -18,7 +18,7 @@ from edgekit.teacher.model import Teacher, TeacherConfig
 from edgekit.teacher.pretrain import pretrain, reconstruction_rmse
 from edgekit.teacher.settings import MaskSettings, PretrainSettings
 from edgekit.teacher.store import TeacherCheckpoint, load_teacher
-from edgekit.train import fit_preprocessing
+from edgekit.normalization import fit_preprocessing
 from edgekit_runtime.errors import UserError
 
 from conftest import EDGEKIT

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from edgekit.augment import Augment
 from edgekit.models import MSACNN, MSACNNConfig, count_parameters
 from edgekit.models.msa_cnn import default_kernel
-from edgekit.train import TrainSettings, train_classifier
+from edgekit.train_settings import TrainSettings
+from edgekit.training_loop import train_classifier
 from edgekit_runtime.cli import main
 from edgekit_runtime.errors import UserError
 
@@ -137,7 +138,7 @@ def test_fewer_than_two_training_windows_is_a_clear_error():
 
 def test_auto_normalisation_goes_per_window_only_when_window_scales_span_orders_of_magnitude():
     from edgekit.data import load_dataset
-    from edgekit.train import resolve_normalize
+    from edgekit.normalization import resolve_normalize
 
     motions = load_dataset("BasicMotions")  # still vs running: scales differ by up to ~56x, amplitude is a cue
     assert resolve_normalize("auto", motions.values) == "stored"

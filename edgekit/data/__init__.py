@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
+
 from edgekit_runtime.errors import UserError
 
 from .bundled import BUNDLED, bundled_name, load_bundled
@@ -12,8 +14,8 @@ from .splits import SPLIT_METHODS, split_dataset
 from .tables import TABLE_SUFFIXES, load_table, load_tables
 from .windows import WindowSet, model_inputs
 
-__all__ = ["BUNDLED", "SPLIT_METHODS", "WindowSet", "load_dataset", "load_spec", "load_table", "load_tables",
-           "model_inputs", "source_digest", "split_dataset"]
+__all__ = ["BUNDLED", "SPLIT_METHODS", "WindowSet", "labelled_splits", "load_dataset", "load_spec", "load_table",
+           "load_tables", "model_inputs", "resolve_split", "source_digest", "split_dataset", "split_from_spec"]
 
 
 def load_dataset(name: str, window: int | None = None, stride: int | None = None, signal: dict | None = None,
@@ -77,3 +79,35 @@ def load_spec(spec: dict) -> WindowSet:
                         signal=spec.get("signal"), time_column=spec.get("time_column"),
                         label_column=spec.get("label_column"), channels=spec.get("channels"),
                         uncertainty_suffix=spec.get("uncertainty_suffix"))
+
+
+def resolve_split(ds, method: str | None, test_groups: list[str] | None) -> tuple[str, list[str] | None]:
+    """The default split: a bundled benchmark's own train/test split when it has one, else random."""
+    if method is None:
+        if ds.groups is not None and set(ds.groups.tolist()) == {"train", "test"} and test_groups is None:
+            return "group", ["test"]
+        return "random", test_groups
+    return method, test_groups
+
+
+def split_from_spec(ds, spec: dict):
+    """(train, val, test) of `ds` as a checkpoint's data spec records the split."""
+    return split_dataset(ds, spec["split"], seed=spec["seed"], val=spec["val"], test=spec["test"],
+                         test_groups=spec.get("test_groups"))
+
+
+def labelled_splits(spec: dict, split_method: str | None, test_groups: list[str] | None, val: float, test: float,
+                    seed: int):
+    """Load labelled data and split it: (dataset, spec with the split recorded, train, val, test)."""
+    ds = load_spec(spec)
+    if (digest := source_digest(spec["dataset"])) is not None:
+        spec = {**spec, "source_sha256": digest}
+    if ds.labels is None:
+        raise UserError(f"{ds.name}: no labels to train on (give --label-column for your files)")
+    split_method, test_groups = resolve_split(ds, split_method, test_groups)
+    spec = {**spec, "split": split_method, "test_groups": test_groups, "seed": seed, "val": val, "test": test}
+    tr, va, te = split_from_spec(ds, spec)
+    present = np.unique(tr.labels)
+    if len(present) < 2:
+        raise UserError(f"{ds.name}: the training split has {len(present)} class(es); classification needs two or more")
+    return ds, spec, tr, va, te

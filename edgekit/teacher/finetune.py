@@ -16,8 +16,9 @@ from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write
 
 from ..augment import Augment
-from ..data import WindowSet
-from ..train import classification_metrics, fit_preprocessing, labelled_splits, predict_logits, train_classifier
+from ..data import WindowSet, labelled_splits
+from ..normalization import fit_preprocessing
+from ..training_loop import classification_metrics, predict_logits, train_classifier
 from ..train_settings import FINETUNE, TrainSettings
 from .data import prepare
 from .general import resolve

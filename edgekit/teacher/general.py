@@ -40,7 +40,7 @@ def resolve(pretrained: str) -> str:
 
 def corpus_data(patch: int, seed: int = 0):
     """(train sources, val sources, manifest) of the corpus, each source normalised as `edgekit train` would."""
-    from ..train import fit_preprocessing
+    from ..normalization import fit_preprocessing
 
     sets = load_corpus()
     train, val = [], []

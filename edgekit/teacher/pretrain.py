@@ -26,7 +26,7 @@ from .data import TeacherData
 from .loss import masked_reconstruction_loss, masked_rmse, uncertainty_weights
 from .masking import apply_random, make_masks
 from .model import Teacher, patches
-from .settings import MaskSettings, PretrainSettings
+from .settings import PretrainSettings
 from .store import TeacherCheckpoint, load_teacher, save_teacher
 
 

@@ -6,8 +6,8 @@ import torch
 
 from edgekit_runtime.errors import UserError
 
-from ..data import load_spec
-from ..train import fit_preprocessing, resolve_split, split_from_spec
+from ..data import load_spec, resolve_split, split_from_spec
+from ..normalization import fit_preprocessing
 from .data import prepare
 from .general import resolve
 from .model import Teacher, TeacherConfig
