@@ -23,7 +23,7 @@ import click
 import numpy as np
 
 from edgekit_runtime import __version__ as runtime_version
-from edgekit_runtime.engine import BACKENDS, installed_backends, open_model
+from edgekit_runtime.engine import backend_for, open_model
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_directory, atomic_write
 from edgekit_runtime.model_dir import EVAL, MANIFEST, PREPROCESS, TAR_SUFFIXES, load_bundle, sha256_file
@@ -93,7 +93,7 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
                      "verification": m.verification, "source": str(s.path)}
             if m.quantization:
                 entry["quantization"] = m.quantization
-            if evals is not None and BACKENDS[m.format] in installed_backends():
+            if evals is not None and backend_for(m.format) is not None:
                 entry["verification"] = {**m.verification, "eval_accuracy": _accuracy(m, first.preprocessing, evals)}
             models.append(entry)
 

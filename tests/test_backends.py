@@ -1,6 +1,7 @@
 """Inference backends: onnxruntime and LiteRT run the same bundle to the same answers; the choice follows what
 the bundle holds and what is installed, and can be overridden."""
 
+import dataclasses
 import json
 import subprocess
 
@@ -45,6 +46,49 @@ def test_automatic_choice_follows_the_manifest_order_and_the_installed_backends(
     monkeypatch.setattr(engine, "installed_backends", lambda: ["onnxruntime"])
     with pytest.raises(UserError, match="need litert, which is not installed"):
         engine.choose_models(load_bundle(two_format_bundle / "tflite-only"))
+
+
+class FakeOnnxModel(engine.Model):
+    """A second backend for .onnx files, registered by the test below."""
+
+    backend = "fake-onnx"
+
+    def __init__(self, path, threads=1):
+        self.path = path
+
+
+def test_a_second_backend_for_a_format_runs_when_the_preferred_one_is_missing(two_format_bundle, monkeypatch):
+    ort, litert = (next(b for b in engine.BACKENDS if b.name == n) for n in ("onnxruntime", "litert"))
+    fake = engine.Backend("fake-onnx", "onnx", ("json",), FakeOnnxModel)  # json is importable: installed
+    b = load_bundle(two_format_bundle / "b.tar.gz")
+    onnx = b.models[0]
+    assert onnx.format == "onnx"
+
+    # both installed: the preferred (first listed) one runs the model
+    monkeypatch.setattr(engine, "BACKENDS", (ort, fake, litert))
+    assert {"onnxruntime", "fake-onnx"} <= set(engine.installed_backends())
+    assert type(engine.open_model(onnx)) is engine.OnnxModel
+    assert type(engine.open_model(onnx, backend="fake-onnx")) is FakeOnnxModel
+    assert engine.choose_models(b, backend="fake-onnx") == [onnx]
+
+    # the preferred one reported not installed: the second one runs the model
+    monkeypatch.setattr(engine, "BACKENDS", (dataclasses.replace(ort, modules=("no_such_module_",)), fake, litert))
+    assert "onnxruntime" not in engine.installed_backends()
+    assert engine.choose_models(b)[0] == onnx
+    assert type(engine.open_model(onnx)) is FakeOnnxModel
+    with pytest.raises(UserError, match="need onnxruntime, which is not installed"):
+        engine.choose_models(b, backend="onnxruntime")
+
+    # neither installed: the model is skipped, as when a format has one backend
+    monkeypatch.setattr(engine, "BACKENDS", (dataclasses.replace(ort, modules=("no_such_module_",)), litert))
+    assert [m.format for m in engine.choose_models(b)] == ["tflite"]
+
+
+def test_backend_choices_come_from_the_registry():
+    from edgekit_runtime.cli import main
+
+    option = next(p for p in main.commands["run"].params if p.name == "backend")
+    assert sorted(option.type.choices) == sorted(b.name for b in engine.BACKENDS)
 
 
 def test_asking_for_a_model_the_bundle_lacks_is_a_user_error(two_format_bundle):

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__, reference
 from .coldstart import peak_rss_bytes
-from .engine import BACKENDS, check_model, installed_backends, open_model
+from .engine import backend_for, check_model, open_model
 from .model_dir import load_bundle
 from .signing import trusted_keys
 from .stream import Chunk, StreamPreprocessor
@@ -139,8 +139,7 @@ def run_bench(bundle_path, n_windows: int = 500, threads: int = 1, quick: bool =
               progress: bool = False, trust_paths=()) -> dict:
     b = load_bundle(bundle_path, trust=trusted_keys(trust_paths))
     pre = b.preprocessing
-    installed = installed_backends()
-    runnable = [m for m in b.models if BACKENDS[m.format] in installed]
+    runnable = [m for m in b.models if backend_for(m.format) is not None]
     evals = b.eval_inputs()
     if quick:
         n_windows = min(n_windows, 100)

@@ -98,7 +98,7 @@ def backend_options(f):
                      help="Inference threads.")(f)
     f = click.option("--precision", type=click.Choice(PRECISIONS),
                      help="Run the bundle's model of this precision [default: the first one that runs here].")(f)
-    f = click.option("--backend", type=click.Choice(sorted(set(BACKENDS.values()))),
+    f = click.option("--backend", type=click.Choice(sorted(b.name for b in BACKENDS)),
                      help="Inference backend [default: chosen from the bundle and what is installed].")(f)
     return f
 
@@ -155,21 +155,20 @@ def verify(bundle, trust):
     """Check BUNDLE without running it: the signature (when keys are trusted or the bundle is signed), every file
     against its sha256 and none unlisted, manifest and preprocessing against their schema, each model loaded
     with its input and output shapes checked, readable evaluation windows, and (for a .tar.gz) a safe archive."""
-    from .engine import BACKENDS, check_model, installed_backends, open_model
+    from .engine import backend_for, backend_names, check_model, open_model
     from .model_dir import load_bundle
 
     b = load_bundle(bundle, trust=trust_keys(trust))
     evals = b.eval_set()
     for name in b.manifest["files"]:
         click.echo(f"ok  {name}")
-    installed = installed_backends()
     for m in b.models:
-        if BACKENDS[m.format] in installed:
+        if backend_for(m.format) is not None:
             check_model(open_model(m), len(b.preprocessing.channels), b.preprocessing.window, len(b.classes),
                         f"{bundle}: {m.name}")
             checked = "loaded, shapes match"
         else:
-            checked = f"not loaded ({BACKENDS[m.format]} not installed)"
+            checked = f"not loaded ({backend_names(m.format)} not installed)"
         click.echo(f"model  {m.name}: {m.format} {m.precision}, {checked}")
     if evals is not None:
         click.echo(f"eval   {len(evals[1])} windows")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from .engine import BACKENDS, check_model, installed_backends, open_model
+from .engine import backend_for, backend_names, check_model, open_model
 from .model_dir import load_bundle
 
 
 def describe(bundle, trust: list[bytes] | None = None) -> dict:
     b = load_bundle(bundle, trust=trust)
-    installed = installed_backends()
     models = []
     for m in b.models:
         entry = {"file": m.name, "format": m.format, "precision": m.precision, "bytes": m.path.stat().st_size,
-                 "backend": BACKENDS[m.format], "verification": m.verification, "quantization": m.quantization}
-        if BACKENDS[m.format] in installed:
+                 "verification": m.verification, "quantization": m.quantization}
+        backend = backend_for(m.format)
+        entry["backend"] = backend.name if backend else backend_names(m.format)
+        if backend is not None:
             model = open_model(m)
             check_model(model, len(b.preprocessing.channels), b.preprocessing.window, len(b.classes),
                         f"{b.path}: {m.name}")

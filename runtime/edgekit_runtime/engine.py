@@ -2,21 +2,22 @@
 for .tflite files. Each takes `[N, C, T]` float32 windows and returns logits `[N, K]`; one session per model,
 created once and reused for every call.
 
-Which model of a bundle runs is chosen from what the bundle holds and what is installed, in the manifest's
-order of preference, unless `backend`/`precision` say otherwise.
+BACKENDS lists them in order of preference; a format may have several, and a model runs on the first one
+installed for its format. Which model of a bundle runs is chosen from what the bundle holds and what is
+installed, in the manifest's order of preference, unless `backend`/`precision` say otherwise.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
 
-BACKENDS = {"onnx": "onnxruntime", "tflite": "litert"}  # model format -> backend that runs it
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -154,37 +155,74 @@ class LiteRTModel(Model):
                 "outputs": desc(self.interpreter.get_output_details())}
 
 
+@dataclass(frozen=True)
+class Backend:
+    name: str  # what --backend takes and `edgekit info` reports
+    format: str  # the model format it runs (model_dir.MODEL_FORMATS)
+    modules: tuple[str, ...]  # importable modules, any of which means it is installed
+    loader: type[Model]  # called as loader(path, threads=...)
+    pip: str | None = None  # how to install it, for the error when it is missing
+
+    def installed(self) -> bool:
+        return any(importlib.util.find_spec(m) is not None for m in self.modules)
+
+
+# in order of preference: for each format, the first installed backend runs its models
+BACKENDS = (
+    Backend("onnxruntime", "onnx", ("onnxruntime",), OnnxModel),
+    Backend("litert", "tflite", ("ai_edge_litert", "tflite_runtime"), LiteRTModel,
+            "pip install 'edgekit-runtime[litert]'"),
+)
+
+
 def installed_backends() -> list[str]:
-    found = []
-    if importlib.util.find_spec("onnxruntime") is not None:
-        found.append("onnxruntime")
-    if importlib.util.find_spec("ai_edge_litert") is not None or importlib.util.find_spec("tflite_runtime") is not None:
-        found.append("litert")
-    return found
+    return [b.name for b in BACKENDS if b.installed()]
+
+
+def _backends(fmt: str, name: str | None = None) -> list[Backend]:
+    return [b for b in BACKENDS if b.format == fmt and name in (None, b.name)]
+
+
+def backend_for(fmt: str, name: str | None = None) -> Backend | None:
+    """The installed backend that runs `fmt` models (the backend called `name`, else the first in order of
+    preference), or None."""
+    installed = installed_backends()
+    return next((b for b in _backends(fmt, name) if b.name in installed), None)
+
+
+def backend_names(fmt: str) -> str:
+    """The backends that can run `fmt` models, for messages ("onnxruntime", "a or b")."""
+    return " or ".join(b.name for b in _backends(fmt))
 
 
 def choose_models(bundle, backend: str | None = None, precision: str | None = None) -> list:
     """The bundle's models that can run here, filtered by backend/precision, in order of preference."""
-    installed = installed_backends()
+    formats = {b.format for b in BACKENDS if backend in (None, b.name)}
     candidates = [m for m in bundle.models
-                  if (backend is None or BACKENDS[m.format] == backend) and (precision is None or m.precision == precision)]
+                  if m.format in formats and (precision is None or m.precision == precision)]
     if not candidates:
-        have = ", ".join(f"{m.name} ({BACKENDS[m.format]}, {m.precision})" for m in bundle.models)
+        have = ", ".join(f"{m.name} ({backend_names(m.format)}, {m.precision})" for m in bundle.models)
         want = " ".join(x for x in (backend, precision) if x)
         raise UserError(f"{bundle.path}: no {want} model in the bundle; it holds {have}")
-    runnable = [m for m in candidates if BACKENDS[m.format] in installed]
+    runnable = [m for m in candidates if backend_for(m.format, backend) is not None]
     if not runnable:
-        missing = sorted({BACKENDS[m.format] for m in candidates})
-        hint = " (pip install 'edgekit-runtime[litert]')" if "litert" in missing else ""
-        raise UserError(f"{bundle.path}: its models need {', '.join(missing)}, which is not installed{hint}")
+        missing = [b for m in candidates for b in _backends(m.format, backend)]
+        hint = "; ".join(sorted({b.pip for b in missing if b.pip}))
+        raise UserError(f"{bundle.path}: its models need {', '.join(sorted({b.name for b in missing}))}, which is "
+                        f"not installed{f' ({hint})' if hint else ''}")
     return runnable
 
 
-def open_model(model_file, threads: int = 1) -> Model:
+def open_model(model_file, threads: int = 1, backend: str | None = None) -> Model:
+    """Load a model on `backend`, by default on the first installed backend for its format."""
     if threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}")
-    loader = LiteRTModel if model_file.format == "tflite" else OnnxModel
-    return loader(model_file.path, threads=threads)
+    options = _backends(model_file.format, backend)
+    if not options:
+        raise UserError(f"{model_file.name}: the {backend} backend does not run {model_file.format} models")
+    # with none installed, the preferred backend's loader fails with what to install
+    chosen = backend_for(model_file.format, backend) or options[0]
+    return chosen.loader(model_file.path, threads=threads)
 
 
 def check_model(model: Model, channels: int, window: int, n_classes: int, where: str) -> None:

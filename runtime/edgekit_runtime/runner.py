@@ -27,7 +27,7 @@ class Runner:
         self.bundle = load_bundle(bundle, trust=trust)
         self.pre = self.bundle.preprocessing
         self.model_file = choose_models(self.bundle, backend, precision)[0]
-        self.model = open_model(self.model_file, threads=threads)
+        self.model = open_model(self.model_file, threads=threads, backend=backend)
         check_model(self.model, len(self.pre.channels), self.pre.window, len(self.bundle.classes),
                     f"{bundle}: {self.model_file.name}")
         self.stride = self.pre.stride if stride is None else stride
