@@ -9,6 +9,7 @@ import json
 
 import click
 
+from edgekit_exporters.formats import ALL_PRECISIONS, FORMATS
 from edgekit_runtime.errors import UserError
 
 from .filters import SIGNAL_OPTIONS, signal_options
@@ -195,8 +196,8 @@ def _echo_export(out: str, m: dict) -> None:
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="onnx", show_default=True)
+@click.option("--precision", type=click.Choice(ALL_PRECISIONS), default="fp32", show_default=True,
               help="int8: static post-training quantisation calibrated on training windows; fp16: TFLite only.")
 @click.option("--out", type=click.Path(file_okay=False), help="Model directory [default: beside the checkpoint, "
                                                                "named model-FORMAT[-PRECISION]].")
@@ -227,7 +228,7 @@ def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_dr
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="onnx", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="int8 model directory to write.")
 @click.option("--qat", is_flag=True, help="Go straight to quantisation-aware training instead of trying "
                                           "post-training quantisation first.")

@@ -67,5 +67,6 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
 def _backend_versions(fmt: str) -> dict:
     from importlib.metadata import version
 
-    packages = {"onnx": ("onnx", "onnxruntime"), "tflite": ("litert-torch", "ai-edge-litert")}[fmt]
-    return {p: version(p) for p in packages}
+    from edgekit_exporters.formats import FORMATS
+
+    return {p: version(p) for p in FORMATS[fmt].packages}

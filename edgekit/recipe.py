@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgekit_exporters.formats import ALL_PRECISIONS, FORMATS
 from edgekit_runtime.errors import UserError
 from .teacher.settings import PretrainSettings
 from .train_settings import FINETUNE, TrainSettings
@@ -71,7 +72,7 @@ def _sections() -> dict[str, dict[str, Key]]:
 # optional: without a [sweep] table the pipeline skips the sweep stage
 SWEEP_KEYS = {"params": Key((list, str), ["1k", "3k", "10k", "30k"]), "fractions": Key((list, float), [1.0]),
               "seeds": Key(int, 2), "epochs": Key(int), "jobs": Key(int, 1), "target": Key(float, 0.02)}
-EXPORT_KEYS = {"format": Key(str, "onnx", ("onnx", "tflite")), "precision": Key(str, "fp32", ("fp32", "fp16", "int8")),
+EXPORT_KEYS = {"format": Key(str, "onnx", tuple(FORMATS)), "precision": Key(str, "fp32", ALL_PRECISIONS),
                "calibration_size": Key(int, 256)}
 TOP_KEYS = {"name": Key(str)}
 
@@ -169,13 +170,12 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         raise UserError(f"{where}: export must be one or more [[export]] tables")
     exports = tuple(_fill(where, "export.", e, EXPORT_KEYS) for e in exports)
 
-    from edgekit_exporters.formats import PRECISIONS
-
     seen = set()
     for e in exports:
-        if e["precision"] not in PRECISIONS[e["format"]]:
+        allowed = FORMATS[e["format"]].precisions
+        if e["precision"] not in allowed:
             raise UserError(f"{where}: export.precision = {e['precision']!r} is not available for {e['format']}; "
-                            f"allowed: {', '.join(PRECISIONS[e['format']])}")
+                            f"allowed: {', '.join(allowed)}")
         if (e["format"], e["precision"]) in seen:
             raise UserError(f"{where}: export {e['format']} {e['precision']} is listed twice")
         seen.add((e["format"], e["precision"]))

@@ -1,6 +1,9 @@
 """Every format and precision, exported from the real BasicMotions student and run by the runtime, agrees with
 torch on the held-out windows; bad calibration data and unsupported ops are refused with a clear message."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +13,7 @@ from edgekit.checkpoint import load_checkpoint
 from edgekit.data import load_dataset
 from edgekit.export import export_checkpoint
 from edgekit_exporters import ExportMismatch, Tolerance, calibration_windows, export_model, verify_logits
+from edgekit_exporters.formats import ALL_PRECISIONS, FORMATS
 from edgekit_runtime.engine import open_model
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.model_dir import load_bundle
@@ -158,6 +162,25 @@ def test_unsupported_op_names_op_layer_and_alternative(tmp_path, model, op, laye
     msg = str(e.value)
     assert f"op '{op}'" in msg and f"layer '{layer}'" in msg and "use " in msg and "\n" not in msg
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_cli_and_recipe_choices_come_from_the_format_registry():
+    from edgekit import cli
+    from edgekit.recipe import EXPORT_KEYS
+
+    for command in (cli.export, cli.quantize):
+        assert list(next(p for p in command.params if p.name == "fmt").type.choices) == list(FORMATS)
+    assert list(next(p for p in cli.export.params if p.name == "precision").type.choices) == list(ALL_PRECISIONS)
+    assert {p for f in FORMATS.values() for p in f.precisions} == set(ALL_PRECISIONS)
+    assert EXPORT_KEYS["format"].choices == tuple(FORMATS)
+
+
+def test_reading_the_format_registry_imports_no_exporter():
+    # the command line reads it at start: importing torch, onnx or litert there would make `edgekit --help` slow
+    code = ("import sys, edgekit_exporters.formats as f; assert f.FORMATS; "
+            "print(sorted(m for m in ('torch', 'onnx', 'ai_edge_litert') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
 
 
 def test_cli_rejects_onnx_fp16_and_info_shows_int8_ops(basic_motions_run, exports, tmp_path):

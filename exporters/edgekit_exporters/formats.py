@@ -1,29 +1,82 @@
-"""One entry point for every format and precision: export, verify against torch, return the metrics."""
+"""One entry point for every format and precision: export, verify against torch, return the metrics.
+
+FORMATS is the registry of export formats. It imports neither torch, onnx nor litert (each format's exporter
+is imported when it runs), so the command line can read its choices from it at start."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from edgekit_runtime.engine import PRECISIONS as RUNTIME_PRECISIONS
 from edgekit_runtime.errors import UserError
 
 from .verify import DEFAULT_TOLERANCES, Tolerance
 
-PRECISIONS = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "fp16", "int8")}
-SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite"}
+if TYPE_CHECKING:
+    import torch
+
+
+def _export_onnx(model, path, precision, windows, labels, calibration, tolerance, quant_format, int8_io) -> dict:
+    if precision == "int8":
+        from .onnx_quantize import export_onnx_int8
+
+        return export_onnx_int8(model, path, windows, calibration, labels, tolerance, quant_format)
+    from .onnx_export import export_onnx
+
+    return export_onnx(model, path, windows, labels, tolerance)
+
+
+def _export_tflite(model, path, precision, windows, labels, calibration, tolerance, quant_format, int8_io) -> dict:
+    from .tflite_export import export_tflite
+
+    return export_tflite(model, path, windows, labels, precision, calibration, tolerance, int8_io)
+
+
+def _onnx_ops(path) -> dict[str, int]:
+    from .onnx_export import op_histogram
+
+    return op_histogram(path)
+
+
+def _tflite_ops(path) -> dict[str, int]:
+    from .tflite_export import op_histogram
+
+    return op_histogram(path)
+
+
+@dataclass(frozen=True)
+class Format:
+    suffix: str  # of the model file; the runtime maps it back to the format (model_dir.MODEL_FORMATS)
+    precisions: tuple[str, ...]
+    export: Callable[..., dict]  # takes the arguments of _export_onnx, returns the verification metrics
+    op_histogram: Callable[[str | Path], dict[str, int]]
+    packages: tuple[str, ...]  # pip distributions an export needs (their versions go into the manifest)
+
+
+FORMATS = {
+    "onnx": Format(".onnx", ("fp32", "int8"), _export_onnx, _onnx_ops, ("onnx", "onnxruntime")),
+    "tflite": Format(".tflite", ("fp32", "fp16", "int8"), _export_tflite, _tflite_ops,
+                     ("litert-torch", "ai-edge-litert")),
+}
+PRECISIONS = {name: f.precisions for name, f in FORMATS.items()}
+# every precision some format exports, in the runtime's order
+ALL_PRECISIONS = tuple(p for p in RUNTIME_PRECISIONS if any(p in f.precisions for f in FORMATS.values()))
 
 
 def model_filename(fmt: str, precision: str) -> str:
-    return f"model{'' if precision == 'fp32' else '-' + precision}{SUFFIXES[fmt]}"
+    return f"model{'' if precision == 'fp32' else '-' + precision}{FORMATS[fmt].suffix}"
 
 
 def check_choice(fmt: str, precision: str) -> None:
-    if fmt not in PRECISIONS:
-        raise UserError(f"unknown format {fmt!r}; choose from {', '.join(PRECISIONS)}")
-    if precision not in PRECISIONS[fmt]:
-        raise UserError(f"{fmt} export supports precision {', '.join(PRECISIONS[fmt])}, not {precision}")
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if precision not in FORMATS[fmt].precisions:
+        raise UserError(f"{fmt} export supports precision {', '.join(FORMATS[fmt].precisions)}, not {precision}")
 
 
 def export_model(model: torch.nn.Module, path: str | Path, fmt: str, precision: str, check_windows: np.ndarray,
@@ -37,26 +90,16 @@ def export_model(model: torch.nn.Module, path: str | Path, fmt: str, precision: 
     """
     check_choice(fmt, precision)
     tolerance = tolerance or DEFAULT_TOLERANCES[precision]
-    if fmt == "onnx" and precision == "fp32":
-        from .onnx_export import export_onnx
-
-        metrics = export_onnx(model, path, check_windows, check_labels, tolerance)
-    elif fmt == "onnx":
-        from .onnx_quantize import export_onnx_int8
-
-        metrics = export_onnx_int8(model, path, check_windows, calibration, check_labels, tolerance, quant_format)
-    else:
-        from .tflite_export import export_tflite
-
-        metrics = export_tflite(model, path, check_windows, check_labels, precision, calibration, tolerance, int8_io)
+    metrics = FORMATS[fmt].export(model, path, precision, check_windows, check_labels, calibration, tolerance,
+                                  quant_format, int8_io)
     metrics["tolerance"] = {k: v for k, v in tolerance.__dict__.items() if v is not None}
     return metrics
 
 
 def op_histogram(path: str | Path) -> dict[str, int]:
     """Op type -> count in an exported file."""
-    if Path(path).suffix == SUFFIXES["onnx"]:
-        from .onnx_export import op_histogram as histogram
-    else:
-        from .tflite_export import op_histogram as histogram
-    return histogram(path)
+    suffix = Path(path).suffix
+    for f in FORMATS.values():
+        if f.suffix == suffix:
+            return f.op_histogram(path)
+    raise UserError(f"{path}: not an exported model file ({', '.join(f.suffix for f in FORMATS.values())})")
