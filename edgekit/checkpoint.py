@@ -20,7 +20,7 @@ from edgekit_runtime.model_dir import read_json
 from edgekit_runtime.preprocess import Preprocessing
 
 from . import __version__
-from .models import MSACNN, MSACNNConfig
+from .models import MSACNN, STUDENTS, student_kind
 
 WEIGHTS = "model.pt"
 META = "checkpoint.json"
@@ -86,7 +86,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, overwrite: bool = False)
     meta = {
         "format": FORMAT,
         "edgekit_version": __version__,
-        "model": {"kind": "msa_cnn", "config": ckpt.model.cfg.to_dict()},
+        "model": {"kind": student_kind(ckpt.model), "config": ckpt.model.cfg.to_dict()},
         "preprocess": ckpt.preprocessing.to_json(),
         "classes": list(ckpt.classes),
         "data": ckpt.data,
@@ -105,11 +105,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_dir():
         raise UserError(f"{path}: not a checkpoint directory (expected {WEIGHTS} and {META})")
     meta = read_json(path / META)
-    if meta.get("format") != FORMAT or meta.get("model", {}).get("kind") != "msa_cnn":
+    kind = meta.get("model", {}).get("kind")
+    if meta.get("format") != FORMAT or not isinstance(kind, str) or kind not in STUDENTS:
         raise UserError(f"{path / META}: unsupported checkpoint format or model kind")
     try:
-        cfg = MSACNNConfig(**meta["model"]["config"])
-        model = MSACNN(cfg)
+        model_class, config_class = STUDENTS[kind]
+        model = model_class(config_class(**meta["model"]["config"]))
         state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except FileNotFoundError:

@@ -11,7 +11,7 @@ from edgekit_runtime.model_dir import MANIFEST, PREPROCESS, sha256_file
 from . import __version__
 from .checkpoint import load_checkpoint
 from .data import model_inputs
-from .models import count_parameters, equalize_activations
+from .models import count_parameters, equalize_activations, student_kind
 
 
 def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: str = "fp32",
@@ -53,7 +53,7 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
             "format": 1,
             "files": {n: sha256_file(tmp / n) for n in (name, PREPROCESS)},
             "model": {"file": name, "format": fmt, "precision": precision, "bytes": (tmp / name).stat().st_size,
-                      "architecture": "msa_cnn", "parameters": count_parameters(ckpt.model),
+                      "architecture": student_kind(ckpt.model), "parameters": count_parameters(ckpt.model),
                       "test_accuracy": ckpt.metrics.get("test_accuracy"), "ops": op_histogram(tmp / name)},
             "verification": verification,
             "versions": {"edgekit": __version__, "torch": torch.__version__, **_backend_versions(fmt),
