@@ -29,7 +29,7 @@ from edgekit_runtime.files import atomic_write
 from .data import WindowSet, load_spec, model_inputs, split_from_spec
 from .train import student_config
 from .train_settings import TrainSettings
-from .training_loop import classification_metrics, fit, predict_logits
+from .training_loop import classification_metrics, fit, predict_logits, validation_rank
 
 CACHE_DIR = "distill-cache"
 
@@ -103,11 +103,6 @@ def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, 
     with atomic_write(path, binary=True) as f:
         np.savez(f, logits=logits, embeddings=emb)
     return logits, emb
-
-
-def _better(a: dict, b: dict) -> bool:
-    """Whether history `a` beats `b` on validation: higher accuracy, then lower loss."""
-    return (a.get("val_accuracy", 0.0), -a.get("val_loss", 0.0)) >= (b.get("val_accuracy", 0.0), -b.get("val_loss", 0.0))
 
 
 def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: list[dict] = (),
@@ -195,7 +190,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     student, history = distilled(x_train, y_train, outs, first)
     solo, solo_history = alone(x_train[keep], tr.labels[keep], first)
     candidates = {"distilled": (student, history), "alone": (solo, solo_history)}
-    kept = "distilled" if not len(va) or _better(history, solo_history) else "alone"
+    kept = "distilled" if not len(va) or validation_rank(history) >= validation_rank(solo_history) else "alone"
     t_test_logits = teacher_outputs(teacher_dir, teacher, te)[0]
     t_test = t_test_logits.argmax(1)
     side = {}

@@ -39,6 +39,11 @@ def predict_logits(model: nn.Module, x: Inputs, batch_size: int = 256) -> np.nda
                                for i in range(0, len(xs[0]), batch_size)])
 
 
+def validation_rank(history: dict) -> tuple[float, float]:
+    """How a fit stands on the validation windows, for choosing among fits: higher accuracy, then lower loss."""
+    return (history.get("val_accuracy") or 0.0, -(history.get("val_loss") or 0.0))
+
+
 def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict:
     pred = logits.argmax(axis=1)
     return {"accuracy": float((pred == y_true).mean()),
