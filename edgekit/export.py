@@ -28,9 +28,9 @@ def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: s
     import torch
     from edgekit_exporters import (DEFAULT_TOLERANCES, calibration_windows, export_model, model_filename,
                                    op_histogram)
-    from edgekit_exporters.formats import check_choice
+    from edgekit_exporters.formats import load_exporter
 
-    check_choice(fmt, precision)
+    load_exporter(fmt, precision)  # before the staging directory exists (see load_exporter)
     tolerance = DEFAULT_TOLERANCES[precision].merged(max_abs_diff=atol, min_agreement=min_agreement,
                                                      max_accuracy_drop=max_accuracy_drop)
     ckpt = load_checkpoint(checkpoint)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import EDGEKIT, interruptible
-from edgekit_runtime.cli import main
+from edgekit_runtime.cli import EdgekitGroup, Terminated, main
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.readers import live_lines
 from edgekit_runtime.runner import Runner
@@ -363,6 +363,23 @@ def test_sigterm_during_export_removes_the_staging_directory(model, tmp_path):
     err = _terminate_when(proc, lambda: any(tmp_path.iterdir()))
     assert proc.returncode == 143 and "edgekit: terminated" in err and "Traceback" not in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("interrupt, code, word", [(Terminated, 143, "terminated"),
+                                                    (KeyboardInterrupt, 130, "interrupted")])
+def test_an_interrupt_a_library_turns_into_its_own_error_still_ends_as_an_interrupt(interrupt, code, word):
+    # a SIGTERM that lands in one of torch's lazy imports comes back as the exporter's own error
+    group = EdgekitGroup()
+
+    @group.command()
+    def export():
+        try:
+            raise interrupt()
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Failed to export the model with torch.export") from e
+
+    r = CliRunner().invoke(group, ["export"])
+    assert r.exit_code == code and r.output == f"edgekit: {word}\n", r.output
 
 
 # --- property: malformed CSV and JSON-lines streams ---

@@ -21,20 +21,23 @@ if TYPE_CHECKING:
     import torch
 
 
-def _export_onnx(model, path, precision, windows, labels, calibration, tolerance, quant_format, int8_io) -> dict:
+def _onnx_exporter(precision: str) -> Callable[..., dict]:
     if precision == "int8":
         from .onnx_quantize import export_onnx_int8
 
-        return export_onnx_int8(model, path, windows, calibration, labels, tolerance, quant_format)
+        return lambda model, path, windows, labels, calibration, tolerance, quant_format, int8_io: \
+            export_onnx_int8(model, path, windows, calibration, labels, tolerance, quant_format)
     from .onnx_export import export_onnx
 
-    return export_onnx(model, path, windows, labels, tolerance)
+    return lambda model, path, windows, labels, calibration, tolerance, quant_format, int8_io: \
+        export_onnx(model, path, windows, labels, tolerance)
 
 
-def _export_tflite(model, path, precision, windows, labels, calibration, tolerance, quant_format, int8_io) -> dict:
+def _tflite_exporter(precision: str) -> Callable[..., dict]:
     from .tflite_export import export_tflite
 
-    return export_tflite(model, path, windows, labels, precision, calibration, tolerance, int8_io)
+    return lambda model, path, windows, labels, calibration, tolerance, quant_format, int8_io: \
+        export_tflite(model, path, windows, labels, precision, calibration, tolerance, int8_io)
 
 
 def _onnx_ops(path) -> dict[str, int]:
@@ -53,14 +56,16 @@ def _tflite_ops(path) -> dict[str, int]:
 class Format:
     suffix: str  # of the model file; the runtime maps it back to the format (model_dir.MODEL_FORMATS)
     precisions: tuple[str, ...]
-    export: Callable[..., dict]  # takes the arguments of _export_onnx, returns the verification metrics
+    # precision -> the export function (model, path, windows, labels, calibration, tolerance, quant_format,
+    # int8_io) -> verification metrics; imports the format's packages
+    exporter: Callable[[str], Callable[..., dict]]
     op_histogram: Callable[[str | Path], dict[str, int]]
     packages: tuple[str, ...]  # pip distributions an export needs (their versions go into the manifest)
 
 
 FORMATS = {
-    "onnx": Format(".onnx", ("fp32", "int8"), _export_onnx, _onnx_ops, ("onnx", "onnxruntime")),
-    "tflite": Format(".tflite", ("fp32", "fp16", "int8"), _export_tflite, _tflite_ops,
+    "onnx": Format(".onnx", ("fp32", "int8"), _onnx_exporter, _onnx_ops, ("onnx", "onnxruntime")),
+    "tflite": Format(".tflite", ("fp32", "fp16", "int8"), _tflite_exporter, _tflite_ops,
                      ("litert-torch", "ai-edge-litert")),
 }
 PRECISIONS = {name: f.precisions for name, f in FORMATS.items()}
@@ -79,6 +84,13 @@ def check_choice(fmt: str, precision: str) -> None:
         raise UserError(f"{fmt} export supports precision {', '.join(FORMATS[fmt].precisions)}, not {precision}")
 
 
+def load_exporter(fmt: str, precision: str) -> Callable[..., dict]:
+    """Import what exporting `fmt`/`precision` needs. Callers that stage files do it first: a signal that lands
+    while a native extension (onnx, litert) is being imported aborts the process instead of raising."""
+    check_choice(fmt, precision)
+    return FORMATS[fmt].exporter(precision)
+
+
 def export_model(model: torch.nn.Module, path: str | Path, fmt: str, precision: str, check_windows: np.ndarray,
                  check_labels: np.ndarray | None = None, calibration: np.ndarray | None = None,
                  tolerance: Tolerance | None = None, quant_format: str = "qoperator", int8_io: bool = False) -> dict:
@@ -88,10 +100,9 @@ def export_model(model: torch.nn.Module, path: str | Path, fmt: str, precision: 
     `quant_format` is for ONNX int8; `int8_io` keeps TFLite int8 inputs/outputs int8 instead of float32.
     Raises ExportMismatch (nothing left at `path`) when the file does not compute what torch computes.
     """
-    check_choice(fmt, precision)
+    export = load_exporter(fmt, precision)
     tolerance = tolerance or DEFAULT_TOLERANCES[precision]
-    metrics = FORMATS[fmt].export(model, path, precision, check_windows, check_labels, calibration, tolerance,
-                                  quant_format, int8_io)
+    metrics = export(model, path, check_windows, check_labels, calibration, tolerance, quant_format, int8_io)
     metrics["tolerance"] = {k: v for k, v in tolerance.__dict__.items() if v is not None}
     return metrics
 

@@ -27,6 +27,18 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def _interrupt_behind(e: BaseException | None) -> KeyboardInterrupt | None:
+    """The interrupt in `e`'s chain of causes, if any: an interrupt that lands inside a library's lazy import
+    (torch's exporter) comes back as that library's own error."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 class EdgekitGroup(click.Group):
     """Loads plugin commands lazily and turns UserError into a one-line message and exit code 1."""
 
@@ -52,15 +64,18 @@ class EdgekitGroup(click.Group):
         previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
-        except UserError as e:
-            click.echo(f"edgekit: error: {e}", err=True)
-            ctx.exit(1)
-        except Terminated:
-            click.echo("edgekit: terminated", err=True)
-            ctx.exit(143)
-        except KeyboardInterrupt:
-            click.echo("edgekit: interrupted", err=True)
-            ctx.exit(130)
+        except (Exception, KeyboardInterrupt) as e:
+            cause = _interrupt_behind(e) or e
+            if isinstance(cause, Terminated):
+                click.echo("edgekit: terminated", err=True)
+                ctx.exit(143)
+            if isinstance(cause, KeyboardInterrupt):
+                click.echo("edgekit: interrupted", err=True)
+                ctx.exit(130)
+            if isinstance(e, UserError):
+                click.echo(f"edgekit: error: {e}", err=True)
+                ctx.exit(1)
+            raise
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous)
