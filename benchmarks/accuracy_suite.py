@@ -37,16 +37,19 @@ def run_one(name: str, seed: int, work: str) -> dict:
     torch.set_num_threads(1)
     from aeon.classification.convolution_based import MiniRocketClassifier
 
-    from edgekit.options import data_spec
+    from edgekit.settings import DataSettings, SplitSettings
     from edgekit.checkpoint import load_checkpoint
     from edgekit.export import export_checkpoint
     from edgekit.quantize import quantize_checkpoint
-    from edgekit.train import TrainSettings, labelled_splits, train_student
+    from edgekit.data import labelled_splits
+    from edgekit.settings import ExportSettings
+    from edgekit.train import train_student
+    from edgekit.train_settings import TrainSettings
     from edgekit_exporters import ExportMismatch
     from edgekit_runtime.engine import OnnxModel
 
     root = Path(work) / f"{name}-{seed}"
-    spec = data_spec(name, None, None, None, None, None, None)
+    spec = DataSettings(name).spec()
     summary = train_student(spec, str(root / "ckpt"), settings=TrainSettings(seed=seed), progress=False)
     m = summary["metrics"]
     row = {"dataset": name, "seed": seed, "student_fp32": m["test_accuracy"], "val_accuracy": m.get("val_accuracy"),
@@ -55,7 +58,8 @@ def run_one(name: str, seed: int, work: str) -> dict:
     fp32 = export_checkpoint(str(root / "ckpt"), str(root / "onnx"))
     for fmt in ("onnx", "tflite"):
         try:
-            q = quantize_checkpoint(str(root / "ckpt"), str(root / f"{fmt}-int8"), fmt, progress=False)
+            q = quantize_checkpoint(str(root / "ckpt"), str(root / f"{fmt}-int8"), ExportSettings(fmt),
+                                    progress=False)
         except ExportMismatch:  # refused even after QAT: no int8 model for the user
             row.update({f"{fmt}_int8": None, f"{fmt}_int8_agreement": None, f"{fmt}_int8_method": "refused"})
             continue
@@ -64,7 +68,7 @@ def run_one(name: str, seed: int, work: str) -> dict:
         row[f"{fmt}_int8_agreement"] = v["argmax_agreement"]
         row[f"{fmt}_int8_method"] = q["quantization"]["method"]
     pre = load_checkpoint(root / "ckpt").preprocessing
-    _, _, tr, va, te = labelled_splits(spec, None, None, 0.2, 0.2, seed)
+    _, _, tr, va, te = labelled_splits(spec, SplitSettings(), seed)
     one = pre.prepare_windows(te.values[:1])
     for label, path in (("fp32", root / "onnx" / fp32["model"]["file"]), ("int8", root / "onnx-int8" / "model-int8.onnx")):
         if path.exists():

@@ -35,7 +35,7 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     from aeon.classification.convolution_based import MiniRocketClassifier
 
     from edgekit.checkpoint import load_checkpoint
-    from edgekit.options import data_spec
+    from edgekit.settings import DataSettings, FinetuneSettings, SplitSettings, TeacherSettings
     from edgekit.distill import distill
     from edgekit.export import export_checkpoint
     from edgekit.teacher.data import prepare
@@ -46,14 +46,14 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     from edgekit.train_settings import FINETUNE, TrainSettings
     from edgekit_runtime.engine import OnnxModel
 
-    spec = data_spec(name, None, None, None, None, None, None)
+    spec = DataSettings(name).spec()
     few = args.labels_per_class
     val = 0.0 if few else 0.2  # label-scarce: no validation labels either, so no choice between the students
-    ds, split_spec, tr, va, te = labelled_splits(spec, None, None, val, 0.2, seed)
+    ds, split_spec, tr, va, te = labelled_splits(spec, SplitSettings(val=val), seed)
     run = tmp / f"{name}-{seed}"
     began = time.perf_counter()
-    t = finetune(spec, str(run / "teacher"), pretrained="general", settings=replace(FINETUNE, seed=seed),
-                 labels_per_class=few, val=val, progress=False)
+    t = finetune(spec, str(run / "teacher"), TeacherSettings(pretrained="general"), FinetuneSettings(few),
+                 SplitSettings(val=val), replace(FINETUNE, seed=seed), progress=False)
     t_seconds = time.perf_counter() - began
     d = distill(str(run / "teacher"), str(run / "distilled"), params=args.params,
                 train_settings=TrainSettings(seed=seed), progress=False)

@@ -117,10 +117,11 @@ def tflite_int8_variant(model, windows, calibration, ops) -> bytes:
 
 def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     from edgekit.checkpoint import load_checkpoint
-    from edgekit.options import data_spec
+    from edgekit.settings import DataSettings
     from edgekit.data import load_spec
     from edgekit.export import export_checkpoint
     from edgekit.quantize import qat_checkpoint
+    from edgekit.settings import ExportSettings
     from edgekit.data import split_from_spec
     from edgekit.train import train_student
     from edgekit_exporters import calibration_windows
@@ -129,7 +130,7 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
 
     ckpt_dir = work / name / "checkpoint"
     if not ckpt_dir.exists():
-        train_student(data_spec(name, None, None, None, None, None, None), str(ckpt_dir), progress=False)
+        train_student(DataSettings(name).spec(), str(ckpt_dir), progress=False)
     qat_dir = work / name / "qat-checkpoint"
     if not qat_dir.exists():
         qat_checkpoint(str(ckpt_dir), str(qat_dir), epochs=QAT_EPOCHS, progress=False)
@@ -146,7 +147,7 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     for label, fmt, precision, opts in VARIANTS + QAT_VARIANTS:
         out = work / name / label.replace(" ", "-")
         source = qat_dir if label.endswith(" qat") else ckpt_dir
-        m = export_checkpoint(str(source), str(out), fmt, precision, overwrite=True, **opts)
+        m = export_checkpoint(str(source), str(out), ExportSettings(fmt, precision, **opts), overwrite=True)
         model = open_model(load_bundle(out).models[0])
         got = model.logits(x)  # compared with the original float model, QAT rows included
         rows.append({"dataset": name, "backend": label, "bytes": m["model"]["bytes"],

@@ -34,13 +34,13 @@ def int8_metrics(model_dir: Path, x: np.ndarray, labels: np.ndarray, ref: np.nda
 
 
 def run_point(name: str, budget: str, seed: int, work: Path) -> list[dict]:
-    from edgekit.options import data_spec
+    from edgekit.settings import DataSettings
     from edgekit.train import train_student
     from edgekit.train_settings import TrainSettings
 
     root = work / name / f"{budget}-s{seed}"
     if not (root / "checkpoint").exists():
-        train_student(data_spec(name, None, None, None, None, None, None), str(root / "checkpoint"),
+        train_student(DataSettings(name).spec(), str(root / "checkpoint"),
                       params=budget, settings=TrainSettings(seed=seed), progress=False)
     return compare(root / "checkpoint", root, {"dataset": name, "budget": budget, "seed": seed})
 
@@ -52,6 +52,7 @@ def compare(checkpoint: Path, root: Path, labels: dict) -> list[dict]:
     from edgekit.export import export_checkpoint
     from edgekit.models import count_parameters
     from edgekit.quantize import qat_checkpoint
+    from edgekit.settings import ExportSettings
     from edgekit.data import split_from_spec
     from edgekit_exporters import DEFAULT_TOLERANCES
 
@@ -62,14 +63,15 @@ def compare(checkpoint: Path, root: Path, labels: dict) -> list[dict]:
     x = ckpt.preprocessing.prepare_windows(test.values)
     with torch.no_grad():
         ref = ckpt.model(torch.from_numpy(x)).numpy()
-    accept_all = {"min_agreement": 0.0, "max_accuracy_drop": 1.0, "overwrite": True}
+    accept_all = {"min_agreement": 0.0, "max_accuracy_drop": 1.0}
     limit = DEFAULT_TOLERANCES["int8"]
     rows = []
     for fmt in ("onnx", "tflite"):
         row = {**labels, "parameters": count_parameters(ckpt.model), "format": fmt,
                "float_accuracy": float((ref.argmax(1) == test.labels).mean())}
         for method, source in (("ptq", checkpoint), ("qat", root / "qat")):
-            export_checkpoint(str(source), str(root / f"{fmt}-{method}"), fmt, "int8", **accept_all)
+            export_checkpoint(str(source), str(root / f"{fmt}-{method}"), ExportSettings(fmt, "int8", **accept_all),
+                              overwrite=True)
             m = int8_metrics(root / f"{fmt}-{method}", x, test.labels, ref)
             row[f"{method}_accuracy"], row[f"{method}_agreement"] = m["accuracy"], m["agreement"]
         row["ptq_refused"] = (row["ptq_agreement"] < limit.min_agreement

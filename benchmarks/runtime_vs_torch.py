@@ -42,7 +42,7 @@ def timed(cmd: list[str]) -> tuple[float, int]:
 
 def main(repeats: int = 5):
     from edgekit.bundle import build_bundle
-    from edgekit.options import data_spec
+    from edgekit.settings import DataSettings
     from edgekit.export import export_checkpoint
     from edgekit.train import train_student
     from edgekit.train_settings import TrainSettings
@@ -54,7 +54,7 @@ def main(repeats: int = 5):
         # (the numba kernels)
         for name, signal in (("runtime", None), ("runtime, filter + resampling", {"highpass": 0.5, "max_gap": 0.5})):
             run = root / name.replace(" ", "_").replace(",", "")
-            train_student(data_spec("BasicMotions", None, None, None, None, None, None), str(run / "ckpt"),
+            train_student(DataSettings("BasicMotions").spec(), str(run / "ckpt"),
                           signal=signal, settings=TrainSettings(epochs=3, refit=False), progress=False)
             export_checkpoint(str(run / "ckpt"), str(run / "model"))
             build_bundle([str(run / "model")], str(run / "bundle"))

@@ -30,28 +30,27 @@ def main():
     ap.add_argument("--epochs", type=int, help="Fine-tuning epochs [default: the fine-tuning recipe's steps].")
     args = ap.parse_args()
 
-    from edgekit.options import data_spec
+    from edgekit.settings import DataSettings, FinetuneSettings, SplitSettings, TeacherSettings
     from edgekit.teacher.finetune import finetune
     from edgekit.teacher.run import start_or_resume
+    from edgekit.teacher.settings import PretrainSettings
     from edgekit.train_settings import FINETUNE
     from results import write
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
-            spec = data_spec(name, None, None, None, None, None, None)
+            spec = DataSettings(name).spec()
             for seed in range(args.seeds):
                 run = Path(tmp) / f"{name}-{seed}"
-                settings = dict(steps=args.steps, tokens_per_step=4096, max_tokens=64, lr=1e-3, warmup=50, eval_every=args.steps,
-                                checkpoint_every=args.steps, seed=seed,
-                                mask=dict(prob=0.5, random=0.2, keep=0.2, span=1))
-                split = dict(split_method=None, test_groups=None, val=0.2, test=0.2)
-                pre = start_or_resume(spec, str(run / "pretrained"), {"size": args.size, "attention": "dense"},
-                                      settings, split, progress=False)
-                common = dict(labels_per_class=args.labels_per_class, progress=False,
+                settings = PretrainSettings(steps=args.steps, warmup=50, eval_every=args.steps,
+                                            checkpoint_every=args.steps, seed=seed)
+                pre = start_or_resume(spec, str(run / "pretrained"), TeacherSettings(size=args.size), settings,
+                                      SplitSettings(), progress=False)
+                common = dict(finetuning=FinetuneSettings(args.labels_per_class), progress=False,
                               settings=replace(FINETUNE, seed=seed, epochs=args.epochs))
-                a = finetune(spec, str(run / "ft"), pretrained=str(run / "pretrained"), **common)
-                b = finetune(spec, str(run / "scratch"), size=args.size, **common)
+                a = finetune(spec, str(run / "ft"), TeacherSettings(pretrained=str(run / "pretrained")), **common)
+                b = finetune(spec, str(run / "scratch"), TeacherSettings(size=args.size), **common)
                 row = {"dataset": name, "seed": seed, "labelled_windows": a["windows"]["train"],
                        "pretrain_val_rmse": pre["final_val_rmse"],
                        "pretrained_f1": a["test_macro_f1"], "scratch_f1": b["test_macro_f1"],

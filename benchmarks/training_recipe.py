@@ -75,15 +75,15 @@ VARIANTS = {
 
 def spec_of(name: str, work: Path) -> tuple[dict, dict]:
     """(data spec, split options) as a user gives them on the command line."""
-    from edgekit.options import data_spec
+    from edgekit.settings import DataSettings, SplitSettings
     from edgekit.data import BUNDLED
     from edgekit.data.ucr_csv import write_ucr_csv
 
     if name in BUNDLED:
-        return data_spec(name, None, None, None, None, None, None), {}
+        return DataSettings(name).spec(), {}
     window = write_ucr_csv(name, work / name)
-    return (data_spec(str(work / name), window, None, None, "label", None, None),
-            {"split_method": "group", "test_groups": ["test.csv"]})
+    return (DataSettings(str(work / name), window, label_column="label").spec(),
+            {"split": SplitSettings("group", ("test.csv",))})
 
 
 def run_one(name: str, seed: int, ablation: str, variant: str, work: str) -> dict:

@@ -30,6 +30,7 @@ from edgekit_runtime.model_dir import EVAL, MANIFEST, PREPROCESS, TAR_SUFFIXES, 
 from edgekit_runtime.signing import SIGNATURE, sign_manifest
 
 from . import __version__
+from .settings import BundleSettings, from_options, options
 
 FORMAT = 2
 
@@ -64,8 +65,8 @@ def _eval_entry(evals) -> dict | None:
     return entry
 
 
-def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None, eval_windows: int = 200,
-                 overwrite: bool = False, sign: str | None = None) -> dict:
+def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
+                 settings: BundleSettings = BundleSettings(), overwrite: bool = False, sign: str | None = None) -> dict:
     """Write the bundle, its manifest signed with the private key file `sign` if given; return its manifest."""
     if not model_dirs:
         raise UserError("give at least one model directory written by `edgekit export`")
@@ -78,7 +79,7 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
                             "exported in several formats/precisions")
     evals = None
     if checkpoint is not None:
-        evals, classes = _eval_windows(checkpoint, eval_windows)
+        evals, classes = _eval_windows(checkpoint, settings.eval_windows)
         if tuple(classes) != first.classes:
             raise UserError(f"{checkpoint}: its classes differ from the exported models'")
 
@@ -152,16 +153,16 @@ def _write_tar(root: Path, out: str, overwrite: bool) -> None:
 @click.option("--checkpoint", type=click.Path(file_okay=False),
               help="Embed raw windows of this checkpoint's test split (eval.npz) and record each model's accuracy "
                    "on them; `edgekit bench` reports the board's accuracy on the same windows.")
-@click.option("--eval-windows", default=200, show_default=True, help="Most evaluation windows to embed.")
+@options(BundleSettings)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
 @click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False), metavar="KEY",
               help="Sign the manifest with this Ed25519 private key (from `edgekit keygen KEY`); boards that trust "
                    "KEY.pub (`--trust` or their trust directory) refuse bundles not signed by it.")
-def bundle_command(model_dirs, out, checkpoint, eval_windows, overwrite, sign_key):
+def bundle_command(model_dirs, out, checkpoint, overwrite, sign_key, **kwargs):
     """Pack MODEL_DIRS (one model exported by `edgekit export` in one or more formats/precisions) into a bundle
     for the board, with a manifest of sha256 digests the runtime checks before loading."""
-    m = build_bundle(list(model_dirs), out, checkpoint=checkpoint, eval_windows=eval_windows, overwrite=overwrite,
-                     sign=sign_key)
+    m = build_bundle(list(model_dirs), out, checkpoint=checkpoint, settings=from_options(BundleSettings, kwargs),
+                     overwrite=overwrite, sign=sign_key)
     for e in m["models"]:
         acc = e["verification"].get("eval_accuracy")
         acc = f", eval accuracy {acc:.3f}" if acc is not None else ""

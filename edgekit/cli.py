@@ -9,12 +9,11 @@ import json
 
 import click
 
-from edgekit_exporters.formats import ALL_PRECISIONS, FORMATS
 from edgekit_runtime.errors import UserError
 
 from .filters import SIGNAL_OPTIONS, signal_options
-from .options import csv_list, data_options, data_spec, recipe_options, split_options
-from .train_settings import recipe_settings
+from .settings import (DataSettings, DistillSettings, ExportSettings, SplitSettings, from_options, options)
+from .train_settings import RECIPE, TrainSettings
 
 
 def _load_spec(spec: dict):
@@ -54,11 +53,11 @@ def data_list(as_json):
 
 
 @data.command("show")
-@data_options
+@options(DataSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def data_show(as_json, **spec):
     """Shape, classes, class balance, sampling rate and channels of DATASET (a bundled name or a file/directory)."""
-    s = _load_spec(data_spec(**spec)).summary()
+    s = _load_spec(DataSettings(**spec).spec()).summary()
     if as_json:
         click.echo(json.dumps(s, indent=2))
         return
@@ -71,7 +70,7 @@ def data_show(as_json, **spec):
 
 
 @data.command("to-csv")
-@data_options
+@options(DataSettings)
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--group", help="Only windows of this group (e.g. 'test' for a benchmark's test split).")
 def data_to_csv(out, group, **spec):
@@ -84,7 +83,7 @@ def data_to_csv(out, group, **spec):
 
     from edgekit_runtime.files import atomic_write
 
-    ds = _load_spec(data_spec(**spec))
+    ds = _load_spec(DataSettings(**spec).spec())
     if group is not None:
         if ds.groups is None or group not in set(ds.groups.tolist()):
             raise UserError(f"{ds.name}: no group {group!r}")
@@ -104,11 +103,9 @@ def data_to_csv(out, group, **spec):
 
 
 @click.command()
-@data_options
-@split_options
-@recipe_options
-@click.option("--refit/--no-refit", default=True, show_default=True,
-              help="After measuring on the validation windows, train again on training + validation windows.")
+@options(DataSettings)
+@options(SplitSettings)
+@options(TrainSettings, only=(*RECIPE, "seed"))
 @click.option("--params", default="10k", show_default=True,
               help="Parameter budget: the widest MSA-CNN that fits (e.g. 3k, 10k, 30k).")
 @click.option("--width", type=float, help="Set the MSA-CNN width directly instead of --params (4: the paper's "
@@ -123,8 +120,7 @@ def data_to_csv(out, group, **spec):
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(split_method, test_groups, val, test_fraction, seed, steps, epochs, patience, lr, batch_size,
-          label_smoothing, augment, refit, params, width, normalize, out, overwrite, json_out, quiet, **spec):
+def train(params, width, normalize, out, overwrite, json_out, quiet, **kwargs):
     """Train the MSA-CNN student on the labels of DATASET and save a checkpoint.
 
     DATASET is a bundled name (see `edgekit data list`) or a CSV/Parquet file or directory of them. The
@@ -134,12 +130,12 @@ def train(split_method, test_groups, val, test_fraction, seed, steps, epochs, pa
     """
     from .train import train_student
 
-    signal = {k: spec.pop(k) for k in SIGNAL_OPTIONS}
-    spec = data_spec(**spec)
+    signal = {k: kwargs.pop(k) for k in SIGNAL_OPTIONS}
+    split = from_options(SplitSettings, kwargs)
+    settings = from_options(TrainSettings, kwargs)
+    spec = from_options(DataSettings, kwargs).spec()
     out = out or f"runs/{spec['dataset'].replace('/', '_')}/checkpoint"
-    settings = recipe_settings(steps, epochs, patience, lr, batch_size, label_smoothing, augment, seed, refit=refit)
-    summary = train_student(spec, out, split_method=split_method, test_groups=csv_list(test_groups), val=val,
-                            test=test_fraction, params=params, width=width, normalize=normalize, signal=signal,
+    summary = train_student(spec, out, split=split, params=params, width=width, normalize=normalize, signal=signal,
                             settings=settings, overwrite=overwrite, progress=not quiet)
     if json_out:
         from edgekit_runtime.files import write_text_atomic
@@ -164,25 +160,8 @@ def train_summary_text(summary: dict, out: str) -> str:
 
 def export_options(command):
     """Verification tolerances and int8 settings shared by `export` and `quantize`."""
-    options = [
-        click.option("--atol", type=float, help="Largest allowed |torch - exported| on logits "
-                                                "[default: fp32 1e-4, fp16 0.02, int8 not checked]."),
-        click.option("--min-agreement", type=float, help="Smallest allowed share of windows with torch's argmax "
-                                                         "[default: fp32 1.0, fp16 0.99, int8 0.95]."),
-        click.option("--max-accuracy-drop", type=float, help="Largest allowed test-accuracy loss against torch, "
-                                                             "0..1 [default: fp16 0.01, int8 0.02]."),
-        click.option("--calibration-size", default=256, show_default=True,
-                     help="int8: training windows used to fit activation ranges."),
-        click.option("--quant-format", type=click.Choice(["qoperator", "qdq"]), default="qoperator",
-                     show_default=True, help="ONNX int8 graph form: QLinear* operators, or Quantize/Dequantize "
-                                             "pairs around float ops."),
-        click.option("--int8-io", is_flag=True, help="TFLite int8: int8 input and output tensors (full integer) "
-                                                     "instead of float32 ones quantised inside the model."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing model directory."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    command = click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")(command)
+    return options(ExportSettings, exclude=("format", "precision"))(command)
 
 
 def _echo_export(out: str, m: dict) -> None:
@@ -196,14 +175,11 @@ def _echo_export(out: str, m: dict) -> None:
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="onnx", show_default=True)
-@click.option("--precision", type=click.Choice(ALL_PRECISIONS), default="fp32", show_default=True,
-              help="int8: static post-training quantisation calibrated on training windows; fp16: TFLite only.")
+@options(ExportSettings, only=("format", "precision"))
 @click.option("--out", type=click.Path(file_okay=False), help="Model directory [default: beside the checkpoint, "
                                                                "named model-FORMAT[-PRECISION]].")
 @export_options
-def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_drop, calibration_size, quant_format,
-           int8_io, overwrite):
+def export(checkpoint, out, overwrite, **kwargs):
     """Export CHECKPOINT to a model directory for the board, verified against torch on held-out windows.
 
     The directory holds the model file, preprocess.json and manifest.json (sha256 of every file, the op
@@ -216,19 +192,19 @@ def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_dr
     from .export import export_checkpoint
     from .quantize import quantize_checkpoint
 
-    out = out or str(Path(checkpoint).parent / f"model-{fmt}{'' if precision == 'fp32' else '-' + precision}")
-    options = dict(atol=atol, min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop,
-                   calibration_size=calibration_size, quant_format=quant_format, int8_io=int8_io, overwrite=overwrite)
-    if precision == "int8":
-        m = quantize_checkpoint(checkpoint, out, fmt, **options)
+    settings = from_options(ExportSettings, kwargs)
+    suffix = "" if settings.precision == "fp32" else "-" + settings.precision
+    out = out or str(Path(checkpoint).parent / f"model-{settings.format}{suffix}")
+    if settings.precision == "int8":
+        m = quantize_checkpoint(checkpoint, out, settings, overwrite=overwrite)
     else:
-        m = export_checkpoint(checkpoint, out, fmt, precision, **options)
+        m = export_checkpoint(checkpoint, out, settings, overwrite=overwrite)
     _echo_export(out, m)
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="onnx", show_default=True)
+@options(ExportSettings, only=("format",))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="int8 model directory to write.")
 @click.option("--qat", is_flag=True, help="Go straight to quantisation-aware training instead of trying "
                                           "post-training quantisation first.")
@@ -237,7 +213,7 @@ def export(checkpoint, fmt, precision, out, atol, min_agreement, max_accuracy_dr
 @click.option("--save-checkpoint", type=click.Path(file_okay=False),
               help="Also keep the QAT-tuned checkpoint here (export it to other formats with --precision int8).")
 @export_options
-def quantize(checkpoint, fmt, out, qat, epochs, lr, save_checkpoint, **options):
+def quantize(checkpoint, out, qat, epochs, lr, save_checkpoint, overwrite, **kwargs):
     """Quantise CHECKPOINT to a verified int8 model directory, falling back to quantisation-aware training.
 
     Post-training static quantisation (calibrated on training windows) is tried first; when its drift from
@@ -246,8 +222,9 @@ def quantize(checkpoint, fmt, out, qat, epochs, lr, save_checkpoint, **options):
     """
     from .quantize import quantize_checkpoint
 
-    m = quantize_checkpoint(checkpoint, out, fmt, qat=qat, save_checkpoint=save_checkpoint, epochs=epochs, lr=lr,
-                            **options)
+    settings = from_options(ExportSettings, kwargs, precision="int8")
+    m = quantize_checkpoint(checkpoint, out, settings, qat=qat, save_checkpoint=save_checkpoint, epochs=epochs, lr=lr,
+                            overwrite=overwrite)
     q = m["quantization"]
     if q["method"] == "qat":
         click.echo(f"QAT          {q['epochs_run']} epochs: simulated int8 test accuracy "
@@ -267,23 +244,17 @@ def quantize(checkpoint, fmt, out, qat, epochs, lr, save_checkpoint, **options):
 @click.option("--window", type=click.IntRange(min=1), help="Window length for --unlabeled recordings (default: the teacher's).")
 @click.option("--params", default="10k", show_default=True, help="Student parameter budget (e.g. 3k, 10k, 30k).")
 @click.option("--width", type=float, help="Set the student width directly instead of --params.")
-@click.option("--ce-weight", default=1.0, show_default=True, help="Weight of cross-entropy on labels.")
-@click.option("--kd-weight", default=1.0, show_default=True, help="Weight of T²·KL to the teacher's soft labels.")
-@click.option("--feature-weight", default=0.5, show_default=True, help="Weight of matching the teacher's embedding.")
-@click.option("--temperature", default=4.0, show_default=True, help="Softmax temperature T of the KL term.")
+@options(DistillSettings)
 @click.option("--labels-per-class", type=click.IntRange(min=1),
               help="Keep this many labels per class of the training split; the other windows learn from the "
                    "teacher's soft labels only [default: as many as the teacher was fine-tuned with].")
-@click.option("--refit/--no-refit", default=True, show_default=True,
-              help="Refit the better student on training + validation windows (--no-refit keeps the first fit).")
-@recipe_options
-@click.option("--seed", default=0, show_default=True)
+@options(TrainSettings, only=(*RECIPE, "seed"))
 @click.option("--out", type=click.Path(file_okay=False), help="Student checkpoint [default: TEACHER/../student].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def distill(teacher, dataset, unlabeled, window, params, width, ce_weight, kd_weight, feature_weight, temperature,
-            labels_per_class, refit, out, overwrite, json_out, quiet, **recipe):
+def distill(teacher, dataset, unlabeled, window, params, width, labels_per_class, out, overwrite, json_out, quiet,
+            **kwargs):
     """Distil a fine-tuned TEACHER into an MSA-CNN student; the result exports like any trained student.
 
     The same student is also trained on the labels alone; the better of the two on the validation windows is
@@ -292,15 +263,14 @@ def distill(teacher, dataset, unlabeled, window, params, width, ce_weight, kd_we
     """
     from pathlib import Path
 
-    from .distill import DistillSettings, distill as run
+    from .distill import distill as run
 
     out = out or str(Path(teacher).parent / "student")
     spec = {"dataset": dataset} if dataset else None
     extra = [{"dataset": u, "window": window} for u in unlabeled]
     summary = run(teacher, out, spec, extra, params=params, width=width,
-                  settings=DistillSettings(ce_weight, kd_weight, feature_weight, temperature),
-                  train_settings=recipe_settings(**recipe, refit=refit), labels_per_class=labels_per_class,
-                  overwrite=overwrite, progress=not quiet)
+                  settings=from_options(DistillSettings, kwargs), train_settings=from_options(TrainSettings, kwargs),
+                  labels_per_class=labels_per_class, overwrite=overwrite, progress=not quiet)
     if json_out:
         from edgekit_runtime.files import write_text_atomic
 

@@ -15,7 +15,7 @@ by the teacher's weights and the exact windows, so distilling several students d
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +27,12 @@ from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write
 
 from .data import WindowSet, load_spec, model_inputs, split_from_spec
+from .settings import DistillSettings
 from .train import student_config
 from .train_settings import TrainSettings
 from .training_loop import classification_metrics, fit, predict_logits, validation_rank
 
 CACHE_DIR = "distill-cache"
-
-
-@dataclass(frozen=True)
-class DistillSettings:
-    ce_weight: float = 1.0
-    kd_weight: float = 1.0
-    feature_weight: float = 0.5
-    temperature: float = 4.0
 
 
 def standardised(embeddings: np.ndarray) -> torch.Tensor:

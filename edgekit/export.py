@@ -12,41 +12,38 @@ from . import __version__
 from .checkpoint import load_checkpoint
 from .data import model_inputs
 from .models import count_parameters, equalize_activations, student_kind
+from .settings import ExportSettings
 
 
-def export_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", precision: str = "fp32",
-                      atol: float | None = None, min_agreement: float | None = None,
-                      max_accuracy_drop: float | None = None, calibration_size: int = 256,
-                      quant_format: str = "qoperator", int8_io: bool = False, overwrite: bool = False,
+def export_checkpoint(checkpoint: str, out: str, settings: ExportSettings = ExportSettings(), overwrite: bool = False,
                       extra: dict | None = None) -> dict:
-    """Export as `fmt`/`precision`, verify on the checkpoint's held-out test windows, write the model directory
-    atomically, from the windows the checkpoint keeps. int8 is calibrated on `calibration_size` windows of the
-    training split (at most checkpoint.CALIBRATION_WINDOWS), after the student's
-    activation ranges are equalised on them (models.msa_cnn.equalize_activations). Tolerances left as None
-    take the precision's defaults (edgekit_exporters.DEFAULT_TOLERANCES). `extra` entries are added to the
+    """Export as `settings.format`/`settings.precision`, verify on the checkpoint's held-out test windows, write
+    the model directory atomically, from the windows the checkpoint keeps. int8 is calibrated on
+    `settings.calibration_size` windows of the training split (at most checkpoint.CALIBRATION_WINDOWS), after the
+    student's activation ranges are equalised on them (models.msa_cnn.equalize_activations). Tolerances left as
+    None take the precision's defaults (edgekit_exporters.DEFAULT_TOLERANCES). `extra` entries are added to the
     manifest. Returns the manifest."""
     import torch
-    from edgekit_exporters import (DEFAULT_TOLERANCES, calibration_windows, export_model, model_filename,
-                                   op_histogram)
+    from edgekit_exporters import DEFAULT_TOLERANCES, calibration_windows, export_model, model_filename, op_histogram
     from edgekit_exporters.formats import load_exporter
 
+    fmt, precision = settings.format, settings.precision
     load_exporter(fmt, precision)  # before the staging directory exists (see load_exporter)
-    tolerance = DEFAULT_TOLERANCES[precision].merged(max_abs_diff=atol, min_agreement=min_agreement,
-                                                     max_accuracy_drop=max_accuracy_drop)
+    tolerance = DEFAULT_TOLERANCES[precision].merged(**settings.tolerances())
     ckpt = load_checkpoint(checkpoint)
     test = ckpt.windows("test")
     windows = model_inputs(ckpt.preprocessing, test)
     calibration = None
     if precision == "int8":
         calibration = calibration_windows(model_inputs(ckpt.preprocessing, ckpt.windows("calibration")),
-                                          calibration_size, seed=ckpt.data.get("seed", 0))
+                                          settings.calibration_size, seed=ckpt.data.get("seed", 0))
     model = ckpt.model
     if precision == "int8" and "qat" not in ckpt.metrics:  # QAT weights are on the int8 grid already
         model = equalize_activations(model, torch.from_numpy(calibration))
     name = model_filename(fmt, precision)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         verification = export_model(model, tmp / name, fmt, precision, windows, test.labels, calibration,
-                                    tolerance, quant_format, int8_io)
+                                    tolerance, settings.quant_format, settings.int8_io)
         preprocess = {**ckpt.preprocessing.to_json(), "classes": list(ckpt.classes)}
         (tmp / PREPROCESS).write_text(json.dumps(preprocess, indent=2) + "\n")
         manifest = {

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +25,8 @@ from edgekit_runtime.files import write_text_atomic
 
 from . import __version__
 from .recipe import Recipe, data_fingerprint
+from .settings import (BundleSettings, DistillSettings, ExportSettings, FinetuneSettings, SplitSettings,
+                       TeacherSettings, from_recipe)
 
 STAGES = ("pretrain", "finetune", "sweep", "distill", "export", "bundle", "bench")
 RESUMABLE = ("pretrain", "sweep")  # stages that continue inside their work directory after a kill
@@ -50,54 +53,36 @@ def read_record(stage_dir: Path) -> dict | None:
         return None
 
 
-def _split(recipe: Recipe) -> dict:
-    d = recipe["data"]
-    return {"split_method": d["split"], "test_groups": d["test_groups"], "val": d["val"], "test": d["test"],
-            "seed": d["seed"]}
-
-
 def _pretrain(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
-    p, t = recipe["pretrain"], recipe["teacher"]
+    p = recipe["pretrain"]
     if p["steps"] == 0:
         return {"teacher": None}
     from .teacher.run import start_or_resume
+    from .teacher.settings import MaskSettings, PretrainSettings
 
     out = work / "teacher"
-    split = _split(recipe)
-    seed = split.pop("seed")
-    settings = {**{k: p[k] for k in ("steps", "tokens_per_step", "lr", "warmup", "eval_every", "checkpoint_every")},
-                "seed": seed, "mask": {"prob": 0.5, "random": 0.2, "keep": 0.2, "span": 1}}
+    settings = from_recipe(PretrainSettings, p, seed=recipe["data"]["seed"],
+                           mask=from_recipe(MaskSettings, p, prefix="mask_"))
     resume = (out / "trainer.pt").is_file()
-    model = {k: t[k] for k in ("size", "attention", "patch")}
-    summary = start_or_resume(recipe.data_spec(), str(out), {**model, "block": 64, "topk": 4, "time_bias": True},
-                              settings, split, resume=resume, start_from=t["pretrained"], progress=progress)
+    summary = start_or_resume(recipe.data_spec(), str(out), from_recipe(TeacherSettings, recipe["teacher"]), settings,
+                              from_recipe(SplitSettings, recipe["data"]), resume=resume, progress=progress)
     return {"teacher": "teacher", "resumed": resume, "summary": summary}
 
 
 def _finetune(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
-    from dataclasses import replace
-
     from .teacher.finetune import finetune
-    from .train_settings import FINETUNE
+    from .train_settings import FINETUNE, TrainSettings
 
-    f, t = recipe["finetune"], recipe["teacher"]
     pre = read_record(run / "pretrain")["result"]["teacher"]
-    split = _split(recipe)
-    settings = replace(FINETUNE, **{k: f[k] for k in ("steps", "epochs", "patience", "lr", "batch_size", "augment")},
-                       seed=split.pop("seed"))
-    summary = finetune(recipe.data_spec(), str(work / "teacher"),
-                       pretrained=str(run / "pretrain" / pre) if pre else t["pretrained"], size=t["size"],
-                       attention=t["attention"], patch=t["patch"], labels_per_class=f["labels_per_class"],
-                       train_encoder=not f["freeze_encoder"], settings=settings, progress=progress, **split)
+    teacher = from_recipe(TeacherSettings, recipe["teacher"])
+    if pre:
+        teacher = replace(teacher, pretrained=str(run / "pretrain" / pre))
+    settings = from_recipe(TrainSettings, recipe["finetune"], FINETUNE, seed=recipe["data"]["seed"])
+    summary = finetune(recipe.data_spec(), str(work / "teacher"), teacher,
+                       from_recipe(FinetuneSettings, recipe["finetune"]), from_recipe(SplitSettings, recipe["data"]),
+                       settings, progress=progress)
     summary["checkpoint"] = "teacher"
     return {"teacher": "teacher", "summary": summary}
-
-
-def _distill_settings(recipe: Recipe):
-    from .distill import DistillSettings
-
-    d = recipe["distill"]
-    return DistillSettings(d["ce_weight"], d["kd_weight"], d["feature_weight"], d["temperature"])
 
 
 def _sweep(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
@@ -109,7 +94,7 @@ def _sweep(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
     d = recipe["distill"]
     s = run_sweep(str(work), None, str(run / "finetune" / "teacher"), sw["params"], sw["fractions"], sw["seeds"],
                   SweepSettings(epochs=sw["epochs"], lr=d["lr"], batch_size=d["batch_size"], target=sw["target"]),
-                  distill_settings=_distill_settings(recipe), jobs=sw["jobs"], echo=lambda line: None)
+                  distill_settings=from_recipe(DistillSettings, d), jobs=sw["jobs"], echo=lambda line: None)
     return {"sweep": "sweep.json", "recommendation": s["recommendation"]}
 
 
@@ -126,15 +111,13 @@ def _student_params(recipe: Recipe, run: Path) -> str:
 
 def _distill(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
     from .distill import distill
-    from .train_settings import recipe_settings
+    from .train_settings import TrainSettings
 
     d, s = recipe["distill"], recipe["student"]
     summary = distill(str(run / "finetune" / "teacher"), str(work / "student"), None,
                       [{"dataset": u} for u in d["unlabeled"]], params=_student_params(recipe, run), width=s["width"],
-                      settings=_distill_settings(recipe),
-                      train_settings=recipe_settings(d["steps"], d["epochs"], d["patience"], d["lr"], d["batch_size"],
-                                                     d["label_smoothing"], d["augment"], recipe["data"]["seed"]),
-                      progress=progress)
+                      settings=from_recipe(DistillSettings, d),
+                      train_settings=from_recipe(TrainSettings, d, seed=recipe["data"]["seed"]), progress=progress)
     summary["checkpoint"] = "student"
     return {"student": "student", "summary": summary}
 
@@ -145,13 +128,13 @@ def _export(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
 
     models = {}
     for e in recipe.exports:
-        name = f"{e['format']}-{e['precision']}"
+        settings = from_recipe(ExportSettings, e)
+        name = f"{settings.format}-{settings.precision}"
         student, out = str(run / "distill" / "student"), str(work / name)
-        if e["precision"] == "int8":  # post-training quantisation, or QAT when that is refused
-            m = quantize_checkpoint(student, out, e["format"], progress=progress,
-                                    calibration_size=e["calibration_size"])
+        if settings.precision == "int8":  # post-training quantisation, or QAT when that is refused
+            m = quantize_checkpoint(student, out, settings, progress=progress)
         else:
-            m = export_checkpoint(student, out, e["format"], e["precision"], calibration_size=e["calibration_size"])
+            m = export_checkpoint(student, out, settings)
         models[name] = {"file": m["model"]["file"], "bytes": m["model"]["bytes"], "verification": m["verification"]}
     return {"models": models}
 
@@ -163,7 +146,7 @@ def _bundle(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
     name = "bundle.tar.gz" if b["archive"] else "bundle"
     models = read_record(run / "export")["result"]["models"]
     m = build_bundle([str(run / "export" / n) for n in models], str(work / name),
-                     checkpoint=str(run / "distill" / "student"), eval_windows=b["eval_windows"])
+                     checkpoint=str(run / "distill" / "student"), settings=from_recipe(BundleSettings, b))
     return {"bundle": name, "models": m["models"]}
 
 

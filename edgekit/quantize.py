@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from edgekit_runtime.errors import UserError
+
+from .settings import ExportSettings
 
 WEIGHT_LEVELS = 127  # symmetric int8 weights: [-127, 127]
 ACTIVATION_LEVELS = 255  # uint8/int8 activations: 256 levels
@@ -141,32 +144,31 @@ def qat_checkpoint(checkpoint: str, out: str, epochs: int = 30, lr: float = 3e-4
     return {**qat, "test_accuracy": after, "checkpoint": str(out)}
 
 
-def quantize_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", qat: bool = False,
-                        save_checkpoint: str | None = None, epochs: int = 30, lr: float = 3e-4,
-                        progress: bool = True, **export_options) -> dict:
+def quantize_checkpoint(checkpoint: str, out: str, settings: ExportSettings = ExportSettings(precision="int8"),
+                        qat: bool = False, save_checkpoint: str | None = None, epochs: int = 30, lr: float = 3e-4,
+                        overwrite: bool = False, progress: bool = True) -> dict:
     """Write an int8 model directory at `out`: PTQ first (unless `qat`), QAT when PTQ is refused for drift.
 
-    `export_options` go to export_checkpoint (tolerances, calibration size, quant format, overwrite). The
-    manifest gains a "quantization" entry saying which method produced the file and why. Returns the manifest.
+    `settings` (its precision is int8) go to export_checkpoint. The manifest gains a "quantization" entry saying
+    which method produced the file and why. Returns the manifest.
     """
     import click
     from edgekit_exporters import ExportMismatch
 
     from .export import export_checkpoint
 
+    settings = replace(settings, precision="int8")
     ptq_refusal = None
     if not qat:
         try:
-            return export_checkpoint(checkpoint, out, fmt, "int8", extra={"quantization": {"method": "ptq"}},
-                                     **export_options)
+            return export_checkpoint(checkpoint, out, settings, overwrite, extra={"quantization": {"method": "ptq"}})
         except ExportMismatch as e:
             ptq_refusal = str(e)
             if progress:
                 click.echo(f"PTQ refused: {ptq_refusal}\nfalling back to quantisation-aware training", err=True)
     with tempfile.TemporaryDirectory() as tmp:
         tuned = save_checkpoint or str(Path(tmp) / "qat")
-        summary = qat_checkpoint(checkpoint, tuned, epochs=epochs, lr=lr,
-                                 overwrite=export_options.get("overwrite", False), progress=progress)
+        summary = qat_checkpoint(checkpoint, tuned, epochs=epochs, lr=lr, overwrite=overwrite, progress=progress)
         summary.pop("checkpoint")
         quantization = {"method": "qat", "ptq_refused": ptq_refusal, "qat_checkpoint": save_checkpoint, **summary}
-        return export_checkpoint(tuned, out, fmt, "int8", extra={"quantization": quantization}, **export_options)
+        return export_checkpoint(tuned, out, settings, overwrite, extra={"quantization": quantization})

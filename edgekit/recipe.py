@@ -11,69 +11,46 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit_exporters.formats import ALL_PRECISIONS, FORMATS
+from edgekit_exporters.formats import FORMATS
 from edgekit_runtime.errors import UserError
-from .teacher.settings import PretrainSettings
-from .train_settings import FINETUNE, TrainSettings
 
-REQUIRED = object()
-STUDENT = TrainSettings()  # the student recipe's defaults: distillation trains the same way
-PRETRAIN = PretrainSettings()
-
-
-@dataclass(frozen=True)
-class Key:
-    type: type | tuple  # int, float, str, bool, (list, str) or (list, float)
-    default: object = None
-    choices: tuple = ()
+from .settings import (REQUIRED, BundleSettings, DataSettings, DistillSettings, ExportSettings, FinetuneSettings, Key,
+                       SplitSettings, TeacherSettings, from_recipe, recipe_keys)
+from .sweep import SweepSettings
+from .teacher.settings import MaskSettings, PretrainSettings
+from .train_settings import FINETUNE, RECIPE, TrainSettings
 
 
 def _sections() -> dict[str, dict[str, Key]]:
+    """Every section's keys, made from the settings classes the commands' options are made from."""
     return {
-        "data": {
-            "dataset": Key(str, REQUIRED), "window": Key(int), "stride": Key(int), "time_column": Key(str),
-            "label_column": Key(str), "channels": Key((list, str)), "uncertainty_suffix": Key(str),
-            "split": Key(str, None, ("random", "group")), "test_groups": Key((list, str)), "val": Key(float, 0.2),
-            "test": Key(float, 0.2), "seed": Key(int, 0),
-        },
+        # data.seed seeds every stage (the split, initialisation and batches), as --seed does
+        "data": {**recipe_keys(DataSettings), **recipe_keys(SplitSettings), **recipe_keys(TrainSettings, only=("seed",))},
         # pretrained = "general": start from the teacher that ships with edgekit (size, attention and patch are
         # then its own); otherwise a fresh teacher of `size`
-        "teacher": {
-            "pretrained": Key(str, None, ("general",)),
-            "size": Key(str, "tiny", ("tiny", "small", "base", "large")),
-            "attention": Key(str, "dense", ("dense", "sparse", "scan")), "patch": Key(int, 8),
-        },
+        "teacher": recipe_keys(TeacherSettings),
         # steps = 0: no self-supervised pretraining on this data (the general teacher, or a teacher from scratch,
         # is fine-tuned directly); steps > 0 with teacher.pretrained continues pretraining it on this data
-        "pretrain": {
-            "steps": Key(int, 0), "tokens_per_step": Key(int, PRETRAIN.tokens_per_step), "lr": Key(float, PRETRAIN.lr),
-            "warmup": Key(int, PRETRAIN.warmup), "eval_every": Key(int, PRETRAIN.eval_every),
-            "checkpoint_every": Key(int, PRETRAIN.checkpoint_every),
-        },
-        "finetune": {
-            "steps": Key(int, FINETUNE.steps), "epochs": Key(int), "patience": Key(int),
-            "lr": Key(float, FINETUNE.lr), "batch_size": Key(int, FINETUNE.batch_size),
-            "augment": Key(bool, FINETUNE.augment), "labels_per_class": Key(int), "freeze_encoder": Key(bool, False),
-        },
+        "pretrain": {"steps": Key(int, 0, minimum=0),
+                     **recipe_keys(PretrainSettings, exclude=("steps", "seed", "use_mask_token", "use_uncertainty",
+                                                              "mask")),
+                     **recipe_keys(MaskSettings, prefix="mask_")},
+        "finetune": {**recipe_keys(TrainSettings, only=tuple(k for k in RECIPE if k != "refit"), defaults=FINETUNE),
+                     **recipe_keys(FinetuneSettings)},
         # params = "auto": the size the [sweep] recommends
         "student": {"params": Key(str, "10k"), "width": Key(int)},
-        "distill": {
-            "ce_weight": Key(float, 1.0), "kd_weight": Key(float, 1.0), "feature_weight": Key(float, 0.5),
-            "temperature": Key(float, 4.0), "steps": Key(int, STUDENT.steps), "epochs": Key(int), "patience": Key(int),
-            "lr": Key(float, STUDENT.lr), "batch_size": Key(int, STUDENT.batch_size),
-            "label_smoothing": Key(float, STUDENT.label_smoothing), "augment": Key(bool, STUDENT.augment),
-            "unlabeled": Key((list, str), []),
-        },
-        "bundle": {"archive": Key(bool, False), "eval_windows": Key(int, 200)},
-        "bench": {"windows": Key(int, 200), "threads": Key(int, 1), "quick": Key(bool, True)},
+        "distill": {**recipe_keys(DistillSettings), **recipe_keys(TrainSettings, only=RECIPE),
+                    "unlabeled": Key((list, str), [])},
+        "bundle": {"archive": Key(bool, False), **recipe_keys(BundleSettings)},
+        "bench": {"windows": Key(int, 200, minimum=1), "threads": Key(int, 1, minimum=1), "quick": Key(bool, True)},
     }
 
 
 # optional: without a [sweep] table the pipeline skips the sweep stage
 SWEEP_KEYS = {"params": Key((list, str), ["1k", "3k", "10k", "30k"]), "fractions": Key((list, float), [1.0]),
-              "seeds": Key(int, 2), "epochs": Key(int), "jobs": Key(int, 1), "target": Key(float, 0.02)}
-EXPORT_KEYS = {"format": Key(str, "onnx", tuple(FORMATS)), "precision": Key(str, "fp32", ALL_PRECISIONS),
-               "calibration_size": Key(int, 256)}
+              "seeds": Key(int, 2, minimum=1), "jobs": Key(int, 1, minimum=1),
+              **recipe_keys(SweepSettings, only=("epochs", "target"))}
+EXPORT_KEYS = recipe_keys(ExportSettings)
 TOP_KEYS = {"name": Key(str)}
 
 
@@ -98,6 +75,8 @@ def _check(where: str, name: str, value, key: Key):
         raise UserError(f"{where}: {name} must be {_type_name(t)}, got {value!r}")
     if key.choices and value not in key.choices:
         raise UserError(f"{where}: {name} = {value!r} is not allowed; allowed: {', '.join(key.choices)}")
+    if key.minimum is not None and value < key.minimum:
+        raise UserError(f"{where}: {name} must be at least {key.minimum:g}, got {value}")
     if t == (list, float):
         return [float(v) for v in value]
     return float(value) if t is float else value
@@ -129,9 +108,7 @@ class Recipe:
         return self.sections[section]
 
     def data_spec(self) -> dict:
-        d = self["data"]
-        return {k: d[k] for k in ("dataset", "window", "stride", "time_column", "label_column", "channels",
-                                  "uncertainty_suffix")}
+        return from_recipe(DataSettings, self["data"]).spec()
 
     def to_json(self) -> dict:
         return {"name": self.name, **self.sections, "export": list(self.exports)}
@@ -198,9 +175,6 @@ def parse_recipe(text: str, path: Path) -> Recipe:
                 raise UserError(f"{where}: sweep.params: {e}") from None
         if not all(0 < f <= 1 for f in sw["fractions"]):
             raise UserError(f"{where}: sweep.fractions must be in (0, 1]")
-        for k in ("seeds", "epochs", "jobs"):
-            if sw[k] is not None and sw[k] < 1:
-                raise UserError(f"{where}: sweep.{k} must be at least 1, got {sw[k]}")
     if values["student"]["width"] is None and values["student"]["params"] != "auto":
         from .models.msa_cnn import parse_budget
 
@@ -208,16 +182,11 @@ def parse_recipe(text: str, path: Path) -> Recipe:
             parse_budget(values["student"]["params"])
         except UserError as e:
             raise UserError(f"{where}: student.params: {e}") from None
-    if not (0 <= d["val"] < 1 and 0 <= d["test"] < 1 and d["val"] + d["test"] < 1):
-        raise UserError(f"{where}: data.val and data.test must be in [0, 1) with val + test < 1")
-    for s, keys in (("pretrain", ("tokens_per_step", "eval_every", "checkpoint_every")),
-                    ("finetune", ("steps", "epochs", "patience", "batch_size")), ("distill", ("steps", "epochs", "patience", "batch_size")),
-                    ("bench", ("windows", "threads")), ("bundle", ("eval_windows",))):
-        for k in keys:
-            if values[s][k] is not None and values[s][k] < 1:
-                raise UserError(f"{where}: {s}.{k} must be at least 1, got {values[s][k]}")
-    if values["pretrain"]["steps"] < 0:
-        raise UserError(f"{where}: pretrain.steps must be 0 (no pretraining) or more")
+    for section, cls, prefix in (("data", SplitSettings, ""), ("pretrain", MaskSettings, "mask_")):
+        try:
+            from_recipe(cls, values[section], prefix=prefix)
+        except UserError as e:
+            raise UserError(f"{where}: {section}: {e}") from None
     return Recipe(path, top["name"] or path.stem, values, exports)
 
 

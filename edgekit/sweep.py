@@ -26,15 +26,19 @@ import numpy as np
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write, write_text_atomic
 
+from .settings import from_options, options, setting
+
 RESULT = "result.json"
 
 
 @dataclass(frozen=True)
 class SweepSettings:
-    epochs: int | None = None  # None: the training recipe's step budget (edgekit.train_settings)
-    lr: float = 3e-3
-    batch_size: int = 16
-    target: float = 0.02  # recommended student: predicted ID error at most reference + target
+    epochs: int | None = setting(None, "Fixed training epochs per student [default: the training recipe's step "
+                                       "budget, as edgekit train uses].", minimum=1)
+    lr: float = setting(3e-3, "Peak learning rate.")
+    batch_size: int = setting(16, "Windows per batch.", minimum=2)
+    target: float = setting(0.02, "Recommend the smallest student whose predicted ID error is within this of the "
+                                  "teacher's (without a teacher: of the fitted asymptote E).")
 
 
 def _stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -65,7 +69,8 @@ def train_point(job: dict) -> dict:
 
     from .checkpoint import Checkpoint, save_checkpoint
     from .data import model_inputs
-    from .distill import DistillSettings, distillation_batches, standardised
+    from .distill import distillation_batches, standardised
+    from .settings import DistillSettings
     from .models import MSACNN, count_macs, count_parameters
     from .normalization import fit_preprocessing
     from .train import student_config
@@ -153,7 +158,7 @@ def _latency_ms(checkpoint: Path, work: Path) -> float:
 
     from .export import export_checkpoint
 
-    m = export_checkpoint(str(checkpoint), str(work), "onnx", "fp32", overwrite=True)
+    m = export_checkpoint(str(checkpoint), str(work), overwrite=True)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(work / m["model"]["file"]), opts, providers=["CPUExecutionProvider"])
@@ -220,7 +225,8 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
               seeds: int, settings: SweepSettings = SweepSettings(), distill_settings=None, jobs: int = 1,
               ray_address: str | None = None, echo=print) -> dict:
     """Train the grid (skipping points already done in `out`), fit, recommend; write OUT/sweep.json and sweep.md."""
-    from .distill import DistillSettings, teacher_outputs
+    from .distill import teacher_outputs
+    from .settings import DistillSettings
 
     out = Path(out)
     if ray_address:
@@ -355,6 +361,10 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _strings(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 def _floats(value: str) -> list[float]:
     try:
         return [float(v) for v in value.split(",") if v.strip()]
@@ -372,13 +382,7 @@ def _floats(value: str) -> list[float]:
 @click.option("--fractions", default="1", show_default=True,
               help="Comma-separated shares of the labelled training windows (for the fit in data).")
 @click.option("--seeds", default=3, show_default=True, help="Seeds per grid point (the fits' intervals come from them).")
-@click.option("--epochs", type=int, help="Fixed training epochs per student [default: the training recipe's "
-                                          "step budget, as edgekit train uses].")
-@click.option("--lr", default=3e-3, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--target", default=0.02, show_default=True,
-              help="Recommend the smallest student whose predicted ID error is within this of the teacher's "
-                   "(without a teacher: of the fitted asymptote E).")
+@options(SweepSettings)
 @click.option("--split", "split_method", type=click.Choice(["random", "group"]),
               help="Without --teacher: random or group (default: the benchmark's own split, grouped).")
 @click.option("--test-groups", help="Without --teacher: groups held out as the OOD test set.")
@@ -391,13 +395,11 @@ def _floats(value: str) -> list[float]:
 @click.option("--ray", "ray_address", help="Submit the grid to this Ray cluster instead (needs the ray extra).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Sweep directory (a pipeline run's RUN_DIR/sweep is picked up by edgekit report).")
-def sweep_command(dataset, teacher, budgets, fractions, seeds, epochs, lr, batch_size, target, split_method,
-                  test_groups, val, split_seed, window, label_column, jobs, ray_address, out):
+def sweep_command(dataset, teacher, budgets, fractions, seeds, split_method, test_groups, val, split_seed, window,
+                  label_column, jobs, ray_address, out, **kwargs):
     """Train students over parameter budgets × data fractions × seeds, fit error = E + A·N^(-alpha) in and out of
     distribution, recommend the smallest student that meets --target, and place every model on a
     params/latency/accuracy Pareto front. Writes OUT/sweep.json and OUT/sweep.md."""
-    from .options import csv_list
-
     if bool(dataset) == bool(teacher):
         raise UserError("give either DATASET (students trained on labels) or --teacher (students distilled)")
     spec = None
@@ -406,9 +408,9 @@ def sweep_command(dataset, teacher, budgets, fractions, seeds, epochs, lr, batch
         from .data import resolve_split
 
         spec = {"dataset": dataset, "window": window, "label_column": label_column}
-        method, groups = resolve_split(load_spec(spec), split_method, csv_list(test_groups))
+        method, groups = resolve_split(load_spec(spec), split_method, _strings(test_groups))
         spec.update(split=method, test_groups=groups, seed=split_seed, val=val, test=0.2)
-    s = run_sweep(out, spec, teacher, csv_list(budgets) or [], _floats(fractions), seeds,
-                  SweepSettings(epochs=epochs, lr=lr, batch_size=batch_size, target=target), jobs=jobs,
+    s = run_sweep(out, spec, teacher, _strings(budgets) or [], _floats(fractions), seeds,
+                  from_options(SweepSettings, kwargs), jobs=jobs,
                   ray_address=ray_address, echo=click.echo)
     click.echo(format_summary(s))

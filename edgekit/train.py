@@ -16,6 +16,7 @@ from edgekit_runtime.errors import UserError
 
 from .data import labelled_splits
 from .normalization import fit_preprocessing
+from .settings import SplitSettings
 from .train_settings import TrainSettings
 from .training_loop import classification_metrics, predict_logits, train_classifier
 
@@ -52,8 +53,8 @@ def student_config(ds, params: str = "10k", width: int | None = None, **options)
         raise UserError(f"cannot build the student: {e}") from None
 
 
-def train_student(spec: dict, out: str, split_method: str | None = None, test_groups: list[str] | None = None,
-                  val: float = 0.2, test: float = 0.2, params: str = "10k", width: int | None = None,
+def train_student(spec: dict, out: str, split: SplitSettings = SplitSettings(), params: str = "10k",
+                  width: int | None = None,
                   normalize: str = "auto", signal: dict | None = None, settings: TrainSettings = TrainSettings(),
                   model_options: dict | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Load data, train an MSA-CNN on its labels (the recipe of `settings`, refitting on training + validation
@@ -69,14 +70,13 @@ def train_student(spec: dict, out: str, split_method: str | None = None, test_gr
     from .models import MSACNN, count_macs, count_parameters
 
     started = time.perf_counter()
-    ds, spec, tr, va, te = labelled_splits(spec, split_method, test_groups, val, test, settings.seed)
+    ds, spec, tr, va, te = labelled_splits(spec, split, settings.seed)
     steps = signal_steps(signal or {}, ds.sampling_rate)
     recording_steps = signal_spec(steps, ds.sampling_rate)
     if recording_steps is not None and bundled_name(spec["dataset"]) is None:
         # recordings are filtered and resampled whole, then cut, as `edgekit run` does; the spec keeps the steps
         # so that every later stage reloads these windows
-        ds, spec, tr, va, te = labelled_splits({**spec, "signal": recording_steps}, split_method, test_groups, val,
-                                               test, settings.seed)
+        ds, spec, tr, va, te = labelled_splits({**spec, "signal": recording_steps}, split, settings.seed)
     pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length, steps)
     x = {k: model_inputs(pre, s) for k, s in (("train", tr), ("val", va), ("test", te))}
 

@@ -7,21 +7,25 @@ from dataclasses import dataclass
 
 from edgekit_runtime.errors import UserError
 
+from .settings import setting
+
 
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int = 4000  # optimiser steps; epochs = steps / batches per epoch, at most max_epochs
-    epochs: int | None = None  # a fixed number of epochs instead of `steps`
-    max_epochs: int = 1000
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 64
-    warmup: float = 0.05  # share of the steps with a linearly rising learning rate
-    label_smoothing: float = 0.1
-    augment: bool = True  # edgekit.augment.Augment on every training batch of a student
-    patience: int | None = None  # early stopping on validation loss after this many epochs (None: off)
-    refit: bool = True  # train_student: refit on training + validation windows
-    seed: int = 0
+    steps: int = setting(4000, "Optimiser steps; the epochs follow from the number of training windows.", minimum=1)
+    epochs: int | None = setting(None, "A fixed number of epochs instead of --steps.", minimum=1)
+    max_epochs: int = setting(1000, "Most epochs --steps may take on a small training set.", minimum=1)
+    lr: float = setting(3e-3, "Peak learning rate (warm-up, then cosine decay).")
+    weight_decay: float = setting(1e-2, "AdamW weight decay.")
+    batch_size: int = setting(64, "Windows per batch.", minimum=2)
+    warmup: float = setting(0.05, "Share of the steps with a linearly rising learning rate.")
+    label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy.")
+    augment: bool = setting(True, "Random gain, noise and time shift of every training batch.")
+    patience: int | None = setting(None, "Stop early after this many epochs without a better validation loss "
+                                         "[default: no early stopping, keep the last weights].", minimum=1)
+    refit: bool = setting(True, "After measuring on the validation windows, train again on training + validation "
+                                "windows (--no-refit keeps the first fit).")
+    seed: int = setting(0, "Seed for the split, initialisation and batches.")
 
     def __post_init__(self):
         if self.steps < 1 or (self.epochs is not None and self.epochs < 1) or self.batch_size < 2:
@@ -44,10 +48,6 @@ class TrainSettings:
 # The teacher's fine-tuning (edgekit.teacher.finetune): a smaller learning rate for a pretrained encoder, and fewer
 # steps, since a step of the teacher costs about a hundred of the student's.
 FINETUNE = TrainSettings(steps=300, lr=5e-4, weight_decay=0.05, batch_size=16, refit=False)
+# the settings `edgekit train`, `edgekit distill`, `edgekit finetune` and a recipe's sections expose
+RECIPE = ("steps", "epochs", "patience", "lr", "batch_size", "label_smoothing", "augment", "refit")
 
-
-def recipe_settings(steps: int, epochs: int | None, patience: int | None, lr: float, batch_size: int,
-                    label_smoothing: float, augment: bool, seed: int, **extra) -> TrainSettings:
-    """TrainSettings from the options `edgekit train`, `edgekit distill` and recipes share."""
-    return TrainSettings(steps=steps, epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
-                         label_smoothing=label_smoothing, augment=augment, seed=seed, **extra)

@@ -18,13 +18,13 @@ def interruptible():
 @pytest.fixture(scope="session")
 def basic_motions_run(tmp_path_factory):
     """BasicMotions trained once (canonical split), exported to ONNX, and its test split written as CSV."""
-    from edgekit.options import data_spec
+    from edgekit.settings import DataSettings
     from edgekit.export import export_checkpoint
     from edgekit.train import train_student
     from edgekit.train_settings import TrainSettings
 
     root = tmp_path_factory.mktemp("basic_motions")
-    spec = data_spec("BasicMotions", None, None, None, None, None, None)
+    spec = DataSettings("BasicMotions").spec()
     # a third of the default steps: the tests need a trained model, the slow tests measure the default recipe
     summary = train_student(spec, str(root / "checkpoint"), settings=TrainSettings(steps=500), progress=False)
     manifest = export_checkpoint(str(root / "checkpoint"), str(root / "model"))

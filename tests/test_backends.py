@@ -11,6 +11,7 @@ import pytest
 from conftest import EDGEKIT
 from edgekit.bundle import build_bundle
 from edgekit.export import export_checkpoint
+from edgekit.settings import ExportSettings
 from edgekit_runtime import engine
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.model_dir import load_bundle
@@ -21,7 +22,7 @@ from edgekit_runtime.runner import Runner
 def two_format_bundle(basic_motions_run, tmp_path_factory):
     root = basic_motions_run["root"]
     out = tmp_path_factory.mktemp("backends")
-    export_checkpoint(str(root / "checkpoint"), str(out / "tflite"), fmt="tflite")
+    export_checkpoint(str(root / "checkpoint"), str(out / "tflite"), ExportSettings("tflite"))
     build_bundle([str(root / "model"), str(out / "tflite")], str(out / "b.tar.gz"), checkpoint=str(root / "checkpoint"))
     build_bundle([str(out / "tflite")], str(out / "tflite-only"))
     return out

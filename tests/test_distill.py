@@ -6,10 +6,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgekit.options import data_spec
+from edgekit.settings import DataSettings, DistillSettings, TeacherSettings
 from edgekit.checkpoint import load_checkpoint
 from edgekit.data import load_dataset
-from edgekit.distill import CACHE_DIR, DistillSettings, distill, teacher_outputs
+from edgekit.distill import CACHE_DIR, distill, teacher_outputs
 from edgekit.teacher.store import load_teacher
 from edgekit.teacher.finetune import finetune
 from edgekit.train_settings import TrainSettings
@@ -24,8 +24,8 @@ QUICK = TrainSettings(epochs=15, patience=15, batch_size=16)
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "ft"
-    spec = data_spec("BasicMotions", None, None, None, None, None, None)
-    finetune(spec, str(out), size="tiny", settings=TrainSettings(epochs=40, lr=1e-3), progress=False)
+    spec = DataSettings("BasicMotions").spec()
+    finetune(spec, str(out), TeacherSettings(size="tiny"), settings=TrainSettings(epochs=40, lr=1e-3), progress=False)
     return out
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from edgekit.checkpoint import load_checkpoint
 from edgekit.data import load_dataset
 from edgekit.export import export_checkpoint
+from edgekit.settings import ExportSettings
 from edgekit_exporters import ExportMismatch, Tolerance, calibration_windows, export_model, verify_logits
 from edgekit_exporters.formats import ALL_PRECISIONS, FORMATS
 from edgekit_runtime.engine import open_model
@@ -39,7 +40,7 @@ def exports(basic_motions_run, tmp_path_factory):
     """The student exported once per case: {(format, precision): (model directory, manifest)}."""
     root = tmp_path_factory.mktemp("exports")
     ckpt = str(basic_motions_run["root"] / "checkpoint")
-    return {(f, p): (root / f"{f}-{p}", export_checkpoint(ckpt, str(root / f"{f}-{p}"), f, p, calibration_size=24))
+    return {(f, p): (root / f"{f}-{p}", export_checkpoint(ckpt, str(root / f"{f}-{p}"), ExportSettings(f, p, calibration_size=24)))
             for f, p in CASES}
 
 
@@ -96,8 +97,8 @@ def test_onnx_int8_weights_use_seven_bits(exports):
 
 def test_int8_outside_tolerance_is_refused_and_writes_nothing(basic_motions_run, tmp_path):
     with pytest.raises(ExportMismatch, match="max abs diff"):
-        export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "m"), "onnx", "int8",
-                          atol=1e-6, calibration_size=8)
+        export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "m"),
+                          ExportSettings("onnx", "int8", atol=1e-6, calibration_size=8))
     assert not list(tmp_path.iterdir())
 
 
@@ -169,7 +170,7 @@ def test_cli_and_recipe_choices_come_from_the_format_registry():
     from edgekit.recipe import EXPORT_KEYS
 
     for command in (cli.export, cli.quantize):
-        assert list(next(p for p in command.params if p.name == "fmt").type.choices) == list(FORMATS)
+        assert list(next(p for p in command.params if p.name == "format").type.choices) == list(FORMATS)
     assert list(next(p for p in cli.export.params if p.name == "precision").type.choices) == list(ALL_PRECISIONS)
     assert {p for f in FORMATS.values() for p in f.precisions} == set(ALL_PRECISIONS)
     assert EXPORT_KEYS["format"].choices == tuple(FORMATS)
@@ -198,8 +199,8 @@ def test_tflite_int8_has_float_io_by_default_and_int8_io_on_request(basic_motion
     x, _, _ = test_windows
     out, manifest = exports["tflite", "int8"]
     assert (manifest["verification"]["input_type"], manifest["verification"]["output_type"]) == ("float32", "float32")
-    full = export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "int8-io"), "tflite",
-                             "int8", calibration_size=24, int8_io=True)
+    full = export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "int8-io"),
+                             ExportSettings("tflite", "int8", calibration_size=24, int8_io=True))
     assert (full["verification"]["input_type"], full["verification"]["output_type"]) == ("int8", "int8")
     # int8 at both ends costs one more rounding of the windows and of the logits, nothing else
     a = open_model(load_bundle(out).models[0]).logits(x)

@@ -127,6 +127,7 @@ def test_a_checkpoint_exports_and_bundles_with_its_data_moved_away_and_refuses_c
     from edgekit.bundle import build_bundle
     from edgekit.checkpoint import load_checkpoint
     from edgekit.export import export_checkpoint
+    from edgekit.settings import ExportSettings
     from edgekit.train import train_student
     from edgekit.train_settings import TrainSettings
     from edgekit_runtime.model_dir import load_bundle
@@ -144,7 +145,7 @@ def test_a_checkpoint_exports_and_bundles_with_its_data_moved_away_and_refuses_c
     data.rename(tmp_path / "elsewhere")
     fp32 = export_checkpoint(str(tmp_path / "ckpt"), str(tmp_path / "fp32"))
     assert fp32["verification"]["windows"] == len(test) and fp32["verification"]["max_abs_diff"] < 1e-4
-    int8 = export_checkpoint(str(tmp_path / "ckpt"), str(tmp_path / "int8"), precision="int8")
+    int8 = export_checkpoint(str(tmp_path / "ckpt"), str(tmp_path / "int8"), ExportSettings(precision="int8"))
     assert int8["verification"]["calibration_windows"] == len(ckpt.windows("calibration")) > 0
     build_bundle([str(tmp_path / "fp32")], str(tmp_path / "bundle"), checkpoint=str(tmp_path / "ckpt"))
     windows, labels = load_bundle(tmp_path / "bundle").eval_set()

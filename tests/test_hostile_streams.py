@@ -30,13 +30,13 @@ HEADER = "time," + ",".join(CHANNELS) + "\n"
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A BasicMotions model trained for a few steps: these tests need its shapes, not its accuracy."""
-    from edgekit.options import data_spec
+    from edgekit.settings import DataSettings
     from edgekit.export import export_checkpoint
     from edgekit.train import train_student
     from edgekit.train_settings import TrainSettings
 
     root = tmp_path_factory.mktemp("hostile")
-    spec = data_spec("BasicMotions", None, None, None, None, None, None)
+    spec = DataSettings("BasicMotions").spec()
     train_student(spec, str(root / "checkpoint"), settings=TrainSettings(steps=10, refit=False), progress=False)
     export_checkpoint(str(root / "checkpoint"), str(root / "model"))
     return root / "model"

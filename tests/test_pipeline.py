@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from edgekit.checkpoint import load_checkpoint
 from edgekit.data import load_dataset
 from edgekit.export import export_checkpoint
+from edgekit.settings import ExportSettings
 from edgekit.models import MSACNN, MSACNNConfig, config_for_budget, count_macs, count_parameters
 from edgekit_exporters import ExportMismatch, export_onnx
 from edgekit_runtime.cli import main
@@ -95,7 +96,7 @@ def test_run_command_on_a_csv_stream(basic_motions_run, tmp_path):
 
 def test_export_outside_tolerance_is_refused_and_writes_nothing(basic_motions_run, tmp_path):
     with pytest.raises(ExportMismatch, match="does not match torch"):
-        export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "m"), atol=0.0)
+        export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "m"), ExportSettings(atol=0.0))
     assert not (tmp_path / "m").exists()
     assert not list(tmp_path.iterdir())
 

@@ -10,6 +10,7 @@ import edgekit.export as export_module
 from edgekit.checkpoint import load_checkpoint
 from edgekit.models import MSACNN, MSACNNConfig, equalize_activations
 from edgekit.quantize import quantised_layers, quantize_checkpoint, simulated_int8
+from edgekit.settings import ExportSettings
 from edgekit_exporters import ExportMismatch
 from test_cli_errors import assert_one_line_error, edgekit
 
@@ -95,7 +96,8 @@ def test_quantize_falls_back_to_qat_when_ptq_is_refused(basic_motions_run, tmp_p
 
     monkeypatch.setattr(export_module, "export_checkpoint", ptq_drifts)
     ckpt = str(basic_motions_run["root"] / "checkpoint")
-    m = quantize_checkpoint(ckpt, str(tmp_path / "int8"), epochs=2, calibration_size=24, progress=False)
+    m = quantize_checkpoint(ckpt, str(tmp_path / "int8"), ExportSettings(calibration_size=24), epochs=2,
+                            progress=False)
     assert len(calls) == 2 and calls[1] != ckpt  # the second export is of the QAT-tuned checkpoint
     assert m["quantization"]["method"] == "qat"
     assert "argmax agreement 0.9" in m["quantization"]["ptq_refused"]
@@ -104,7 +106,7 @@ def test_quantize_falls_back_to_qat_when_ptq_is_refused(basic_motions_run, tmp_p
 
 def test_quantize_keeps_ptq_when_it_is_within_tolerance(basic_motions_run, tmp_path):
     m = quantize_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(tmp_path / "int8"),
-                            calibration_size=24, progress=False)
+                            ExportSettings(calibration_size=24), progress=False)
     assert m["quantization"] == {"method": "ptq"} and m["model"]["precision"] == "int8"
 
 

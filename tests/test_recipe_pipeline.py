@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import asdict
 
 import pytest
 from click.testing import CliRunner
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from conftest import EDGEKIT, REPO
 from edgekit.pipeline import STAGES, read_record, run_pipeline
 from edgekit.recipe import load_recipe, parse_recipe
+from edgekit.settings import ExportSettings
 from edgekit_runtime.cli import main
 
 TINY = """
@@ -79,7 +81,7 @@ def test_recipe_fills_defaults_and_resolves_files_relative_to_the_recipe(tmp_pat
     r = parse_recipe('[data]\ndataset = "data"\nwindow = 1\n', tmp_path / "r.toml")
     assert r["data"]["dataset"] == str(tmp_path / "data")
     assert r.name == "r" and r["student"]["params"] == "10k"
-    assert r.exports == ({"format": "onnx", "precision": "fp32", "calibration_size": 256},)
+    assert r.exports == (asdict(ExportSettings()),)  # the defaults of `edgekit export`
 
 
 def test_shipped_recipes_are_valid():

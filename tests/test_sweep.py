@@ -59,10 +59,11 @@ def test_sweep_on_labels_fits_both_splits_and_resumes(tmp_path):
 
 
 def test_sweep_distils_from_one_cached_teacher(tmp_path):
+    from edgekit.settings import TeacherSettings
     from edgekit.teacher.finetune import finetune
 
     teacher = tmp_path / "teacher"
-    finetune({"dataset": "BasicMotions"}, str(teacher), size="tiny", settings=TrainSettings(epochs=1), progress=False)
+    finetune({"dataset": "BasicMotions"}, str(teacher), TeacherSettings(size="tiny"), settings=TrainSettings(epochs=1), progress=False)
     r = CliRunner().invoke(main, ["sweep", "--teacher", str(teacher), "--params", "1k,3k,10k", "--seeds", "1",
                                   "--epochs", "2", "--out", str(tmp_path / "sweep")])
     assert r.exit_code == 0, r.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from .bundled import BUNDLED, bundled_name, load_bundled
 from .splits import SPLIT_METHODS, split_dataset
 from .tables import TABLE_SUFFIXES, load_table, load_tables
 from .windows import WindowSet, model_inputs
+
+if TYPE_CHECKING:
+    from ..settings import SplitSettings
 
 __all__ = ["BUNDLED", "SPLIT_METHODS", "WindowSet", "labelled_splits", "load_dataset", "load_spec", "load_table",
            "load_tables", "model_inputs", "resolve_split", "source_digest", "split_dataset", "split_from_spec"]
@@ -96,16 +100,16 @@ def split_from_spec(ds, spec: dict):
                          test_groups=spec.get("test_groups"))
 
 
-def labelled_splits(spec: dict, split_method: str | None, test_groups: list[str] | None, val: float, test: float,
-                    seed: int):
+def labelled_splits(spec: dict, split: SplitSettings, seed: int):
     """Load labelled data and split it: (dataset, spec with the split recorded, train, val, test)."""
     ds = load_spec(spec)
     if (digest := source_digest(spec["dataset"])) is not None:
         spec = {**spec, "source_sha256": digest}
     if ds.labels is None:
         raise UserError(f"{ds.name}: no labels to train on (give --label-column for your files)")
-    split_method, test_groups = resolve_split(ds, split_method, test_groups)
-    spec = {**spec, "split": split_method, "test_groups": test_groups, "seed": seed, "val": val, "test": test}
+    method, test_groups = resolve_split(ds, split.split, split.test_groups)
+    test_groups = None if test_groups is None else list(test_groups)
+    spec = {**spec, "split": method, "test_groups": test_groups, "seed": seed, "val": split.val, "test": split.test}
     tr, va, te = split_from_spec(ds, spec)
     present = np.unique(tr.labels)
     if len(present) < 2:

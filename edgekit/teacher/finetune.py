@@ -19,6 +19,7 @@ from ..augment import Augment
 from ..data import WindowSet, labelled_splits
 from ..normalization import fit_preprocessing
 from ..training_loop import classification_metrics, predict_logits, train_classifier, validation_rank
+from ..settings import FinetuneSettings, SplitSettings, TeacherSettings
 from ..train_settings import FINETUNE, TrainSettings
 from .data import prepare
 from .general import resolve
@@ -61,26 +62,25 @@ def inputs(data) -> tuple[torch.Tensor, ...]:
     return data.values, data.times, data.observed
 
 
-def start_encoder(pretrained: str | None, size: str, attention: str, patch: int) -> tuple[Teacher, object]:
+def start_encoder(teacher: TeacherSettings) -> tuple[Teacher, object]:
     """(encoder, its preprocessing or None) to fine-tune: a pretrained teacher ("general" or a run directory),
-    or a fresh one of `size`."""
-    if pretrained is None:
-        return Teacher(TeacherConfig.of_size(size, attention=attention, patch=patch)), None
-    base = load_teacher(resolve(pretrained))
+    or a fresh one of `teacher.size`."""
+    if teacher.pretrained is None:
+        return Teacher(TeacherConfig.of_size(**teacher.model_options())), None
+    base = load_teacher(resolve(teacher.pretrained))
     return base.model.encoder_only(), base.preprocessing
 
 
-def finetune(spec: dict, out: str, pretrained: str | None = None, size: str = "small", attention: str = "dense",
-             patch: int = 8, labels_per_class: int | None = None, train_encoder: bool = True,
-             split_method: str | None = None, test_groups: list[str] | None = None, val: float = 0.2,
-             test: float = 0.2, settings: TrainSettings = FINETUNE, progress: bool = True) -> dict:
-    """Fine-tune a pretrained teacher (or train one from scratch when `pretrained` is None) on labels."""
+def finetune(spec: dict, out: str, teacher: TeacherSettings = TeacherSettings(),
+             finetuning: FinetuneSettings = FinetuneSettings(), split: SplitSettings = SplitSettings(),
+             settings: TrainSettings = FINETUNE, progress: bool = True) -> dict:
+    """Fine-tune a pretrained teacher (or train one from scratch when `teacher.pretrained` is None) on labels."""
     seed = settings.seed
-    ds, spec, tr, va, te = labelled_splits(spec, split_method, test_groups, val, test, seed)
-    if labels_per_class is not None:
-        tr = few_labels(tr, labels_per_class, seed)
+    ds, spec, tr, va, te = labelled_splits(spec, split, seed)
+    if finetuning.labels_per_class is not None:
+        tr = few_labels(tr, finetuning.labels_per_class, seed)
     torch.manual_seed(seed)
-    encoder, pre = start_encoder(pretrained, size, attention, patch)
+    encoder, pre = start_encoder(teacher)
     if pre is None or pre.channels != tuple(ds.channel_names):  # an encoder of other data: this data's statistics
         pre = fit_preprocessing(tr, "auto", spec.get("stride") or ds.length)
     data = {k: prepare(s, pre, encoder.cfg.patch) for k, s in (("train", tr), ("val", va), ("test", te))}
@@ -88,7 +88,7 @@ def finetune(spec: dict, out: str, pretrained: str | None = None, size: str = "s
     for shift in SHIFTS if settings.augment and len(va) else SHIFTS[:1]:
         torch.manual_seed(seed)
         clf = Classifying(encoder.with_classifier(ds.n_channels, len(ds.class_names)))
-        if not train_encoder:
+        if finetuning.freeze_encoder:
             for name, p in clf.teacher.named_parameters():
                 p.requires_grad = name.startswith("classifier.")
         history = train_classifier(clf, inputs(data["train"]), tr.labels, inputs(data["val"]), va.labels,
@@ -99,8 +99,8 @@ def finetune(spec: dict, out: str, pretrained: str | None = None, size: str = "s
     clf, history = runs[shift]
     model = clf.teacher
     metrics = classification_metrics(te.labels, predict_logits(clf, inputs(data["test"])))
-    state = {**history, "pretrained": pretrained, "labels_per_class": labels_per_class,
-             "train_encoder": train_encoder, "shift": shift,
+    state = {**history, "pretrained": teacher.pretrained, "labels_per_class": finetuning.labels_per_class,
+             "train_encoder": not finetuning.freeze_encoder, "shift": shift,
              "val_accuracy_by_shift": {f"{k:g}": h.get("val_accuracy") for k, (_, h) in runs.items()},
              "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
     save_teacher(out, TeacherCheckpoint(model, pre, spec, ds.class_names, state))

@@ -1,13 +1,12 @@
-"""Starting or resuming a pretraining run from the command line's options."""
+"""Starting or resuming a pretraining run on a dataset."""
 
 from __future__ import annotations
 
 import torch
 
-from edgekit_runtime.errors import UserError
-
 from ..data import load_spec, resolve_split, split_from_spec
 from ..normalization import fit_preprocessing
+from ..settings import SplitSettings, TeacherSettings
 from .data import prepare
 from .general import resolve
 from .model import Teacher, TeacherConfig
@@ -16,36 +15,31 @@ from .settings import MaskSettings, PretrainSettings
 from .store import TeacherCheckpoint, load_teacher
 
 
-def _settings(d: dict) -> PretrainSettings:
-    return PretrainSettings(**{**d, "mask": MaskSettings(**d["mask"])})
-
-
-def start_or_resume(spec: dict, out: str, model_options: dict, settings: dict, split: dict, resume: bool = False,
-                    start_from: str | None = None, progress: bool = True) -> dict | None:
-    """Pretrain on a dataset's training windows, from scratch or continuing `start_from` (a pretrained teacher:
-    "general" or a run directory); returns the summary on rank 0 (None on the other ranks under torchrun)."""
+def start_or_resume(spec: dict, out: str, teacher: TeacherSettings, settings: PretrainSettings,
+                    split: SplitSettings, resume: bool = False, progress: bool = True) -> dict | None:
+    """Pretrain on a dataset's training windows, from scratch or continuing `teacher.pretrained` (a pretrained
+    teacher: "general" or a run directory); returns the summary on rank 0 (None on the other ranks under
+    torchrun). A resumed run keeps the data and settings it recorded."""
+    s = settings
     if resume:
         ckpt = resume_checkpoint(out)
-        spec, s = ckpt.data, _settings(ckpt.state["settings"])
+        d = ckpt.state["settings"]
+        spec, s = ckpt.data, PretrainSettings(**{**d, "mask": MaskSettings(**d["mask"])})
         ds = load_spec(spec)
     else:
-        try:
-            s = _settings(settings)
-        except ValueError as e:
-            raise UserError(str(e)) from None
         ds = load_spec(spec)
-        method, test_groups = resolve_split(ds, split["split_method"], split["test_groups"])
-        spec = {**spec, "split": method, "test_groups": test_groups, "seed": s.seed, "val": split["val"],
-                "test": split["test"]}
+        method, test_groups = resolve_split(ds, split.split, split.test_groups)
+        spec = {**spec, "split": method, "test_groups": None if test_groups is None else list(test_groups),
+                "seed": s.seed, "val": split.val, "test": split.test}
     train, val, _ = split_from_spec(ds, spec)
     if not resume:
         pre = fit_preprocessing(train, "auto", spec.get("stride") or ds.length)
         torch.manual_seed(s.seed)  # every rank builds the same initial weights
-        size = model_options.pop("size")
-        if start_from is not None:
-            model, size = load_teacher(resolve(start_from)).model.encoder_only(), start_from
+        size = teacher.size
+        if teacher.pretrained is not None:
+            model, size = load_teacher(resolve(teacher.pretrained)).model.encoder_only(), teacher.pretrained
         else:
-            model = Teacher(TeacherConfig.of_size(size, **model_options))
+            model = Teacher(TeacherConfig.of_size(**teacher.model_options()))
         ckpt = TeacherCheckpoint(model, pre, spec, state={"size": size})
     patch = ckpt.model.cfg.patch
     summary = pretrain(ckpt, [prepare(train, ckpt.preprocessing, patch)], [prepare(val, ckpt.preprocessing, patch)],

@@ -17,7 +17,7 @@ import math
 import os
 import select
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from typing import BinaryIO, Callable, Iterable, Iterator
