@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__, reference
 from .coldstart import peak_rss_bytes
-from .engine import backend_for, check_model, open_model
+from .engine import BACKENDS, backend_for, check_model, open_model
 from .model_dir import load_bundle
 from .signing import trusted_keys
 from .stream import Chunk, StreamPreprocessor
@@ -65,7 +65,7 @@ def hardware() -> dict:
         pass
     versions = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
                 "edgekit_runtime": __version__}
-    for dist in ("onnxruntime", "ai-edge-litert", "tflite-runtime"):
+    for dist in (d for b in BACKENDS for d in b.distributions):
         try:
             versions[dist] = version(dist)
         except PackageNotFoundError:

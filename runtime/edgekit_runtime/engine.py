@@ -162,6 +162,7 @@ class Backend:
     modules: tuple[str, ...]  # importable modules, any of which means it is installed
     loader: type[Model]  # called as loader(path, threads=...)
     pip: str | None = None  # how to install it, for the error when it is missing
+    distributions: tuple[str, ...] = ()  # pip distributions that provide it (their versions go into bench reports)
 
     def installed(self) -> bool:
         return any(importlib.util.find_spec(m) is not None for m in self.modules)
@@ -169,9 +170,9 @@ class Backend:
 
 # in order of preference: for each format, the first installed backend runs its models
 BACKENDS = (
-    Backend("onnxruntime", "onnx", ("onnxruntime",), OnnxModel),
+    Backend("onnxruntime", "onnx", ("onnxruntime",), OnnxModel, distributions=("onnxruntime",)),
     Backend("litert", "tflite", ("ai_edge_litert", "tflite_runtime"), LiteRTModel,
-            "pip install 'edgekit-runtime[litert]'"),
+            "pip install 'edgekit-runtime[litert]'", ("ai-edge-litert", "tflite-runtime")),
 )
 
 
