@@ -21,6 +21,8 @@ RECIPE = """
 name = "report-test"
 [data]
 dataset = "BasicMotions"
+[teacher]
+size = "tiny"
 [pretrain]
 steps = 0
 [finetune]
