@@ -182,7 +182,8 @@ def parse_recipe(text: str, path: Path) -> Recipe:
             parse_budget(values["student"]["params"])
         except UserError as e:
             raise UserError(f"{where}: student.params: {e}") from None
-    for section, cls, prefix in (("data", SplitSettings, ""), ("pretrain", MaskSettings, "mask_")):
+    for section, cls, prefix in (("data", SplitSettings, ""), ("pretrain", MaskSettings, "mask_"),
+                                 ("distill", DistillSettings, "")):
         try:
             from_recipe(cls, values[section], prefix=prefix)
         except UserError as e:

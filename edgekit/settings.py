@@ -204,6 +204,10 @@ class DistillSettings:
     feature_weight: float = setting(0.5, "Weight of matching the teacher's embedding.", minimum=0)
     temperature: float = setting(4.0, "Softmax temperature T of the KL term.", minimum=0)
 
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise UserError(f"the distillation temperature must be positive, got {self.temperature}")
+
 
 @dataclass(frozen=True)
 class ExportSettings:

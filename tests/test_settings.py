@@ -9,7 +9,7 @@ from edgekit import api
 from edgekit.bundle import bundle_command
 from edgekit.cli import distill, export
 from edgekit.recipe import EXPORT_KEYS, _sections
-from edgekit.settings import DataSettings, ExportSettings, SplitSettings, from_options
+from edgekit.settings import DataSettings, DistillSettings, ExportSettings, SplitSettings, from_options
 from edgekit.teacher.cli import finetune, pretrain
 from edgekit.train_settings import TrainSettings
 
@@ -68,6 +68,8 @@ def test_settings_from_options_keep_what_the_command_has_no_option_for():
         SplitSettings(val=0.6, test=0.5)
     with pytest.raises(Exception, match="supports precision"):
         ExportSettings("onnx", "fp16")
+    with pytest.raises(Exception, match="temperature must be positive"):
+        DistillSettings(temperature=0.0)
 
 
 def test_the_python_api_runs_a_stage_as_its_command_does(tmp_path):
