@@ -29,3 +29,14 @@ def basic_motions_run(tmp_path_factory):
     summary = train_student(spec, str(root / "checkpoint"), settings=TrainSettings(steps=500), progress=False)
     manifest = export_checkpoint(str(root / "checkpoint"), str(root / "model"))
     return {"root": root, "summary": summary, "manifest": manifest}
+
+
+@pytest.fixture(scope="session")
+def basic_motions_tflite(basic_motions_run):
+    """The same checkpoint exported to TFLite fp32 (a conversion takes seconds: done once per session)."""
+    from edgekit.export import export_checkpoint
+    from edgekit.settings import ExportSettings
+
+    out = basic_motions_run["root"] / "model-tflite"
+    export_checkpoint(str(basic_motions_run["root"] / "checkpoint"), str(out), ExportSettings("tflite"))
+    return out

@@ -148,19 +148,17 @@ def board(rootfs, sites, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def arm_bundle(basic_motions_run, tmp_path_factory):
+def arm_bundle(basic_motions_run, basic_motions_tflite, tmp_path_factory):
     """One bundle with ONNX and TFLite models in fp32 and int8, and BasicMotions' test split as a CSV stream."""
     from edgekit.bundle import build_bundle
-    from edgekit.export import export_checkpoint
     from edgekit.quantize import quantize_checkpoint
     from edgekit.settings import ExportSettings
 
     root = tmp_path_factory.mktemp("arm_bundle")
     ckpt = str(basic_motions_run["root"] / "checkpoint")
-    export_checkpoint(ckpt, str(root / "tflite"), ExportSettings("tflite"))
     quantize_checkpoint(ckpt, str(root / "onnx-int8"), progress=False)
     quantize_checkpoint(ckpt, str(root / "tflite-int8"), ExportSettings("tflite"), progress=False)
-    build_bundle([str(basic_motions_run["root"] / "model"), str(root / "tflite"), str(root / "onnx-int8"),
+    build_bundle([str(basic_motions_run["root"] / "model"), str(basic_motions_tflite), str(root / "onnx-int8"),
                   str(root / "tflite-int8")], str(root / "bundle"), checkpoint=ckpt)
     _run([EDGEKIT, "data", "to-csv", "BasicMotions", "--group", "test", root / "test.csv"])
     return root / "bundle", root / "test.csv"

@@ -10,8 +10,6 @@ import pytest
 
 from conftest import EDGEKIT
 from edgekit.bundle import build_bundle
-from edgekit.export import export_checkpoint
-from edgekit.settings import ExportSettings
 from edgekit_runtime import engine
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.model_dir import load_bundle
@@ -19,12 +17,11 @@ from edgekit_runtime.runner import Runner
 
 
 @pytest.fixture(scope="module")
-def two_format_bundle(basic_motions_run, tmp_path_factory):
-    root = basic_motions_run["root"]
+def two_format_bundle(basic_motions_run, basic_motions_tflite, tmp_path_factory):
+    root, tflite = basic_motions_run["root"], str(basic_motions_tflite)
     out = tmp_path_factory.mktemp("backends")
-    export_checkpoint(str(root / "checkpoint"), str(out / "tflite"), ExportSettings("tflite"))
-    build_bundle([str(root / "model"), str(out / "tflite")], str(out / "b.tar.gz"), checkpoint=str(root / "checkpoint"))
-    build_bundle([str(out / "tflite")], str(out / "tflite-only"))
+    build_bundle([str(root / "model"), tflite], str(out / "b.tar.gz"), checkpoint=str(root / "checkpoint"))
+    build_bundle([tflite], str(out / "tflite-only"))
     return out
 
 

@@ -55,7 +55,7 @@ def report(tmp_path_factory):
     recipe.write_text(RECIPE)
     run = root / "run"
     run_pipeline(parse_recipe(RECIPE, recipe), run, progress=False, echo=lambda s: None)
-    run_sweep(str(run / "sweep"), None, str(run / "finetune" / "teacher"), ["1k", "3k", "10k"], [1.0], 2,
+    run_sweep(str(run / "sweep"), None, str(run / "finetune" / "teacher"), ["1k", "3k", "10k"], [1.0], 1,
               SweepSettings(epochs=2, target=1.0), echo=lambda s: None)  # any size meets the target
     r = CliRunner().invoke(main, ["report", str(run)])
     assert r.exit_code == 0, r.output
