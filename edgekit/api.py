@@ -68,15 +68,13 @@ def distill(teacher: str, out: str, settings: DistillSettings = DistillSettings(
                progress=progress)
 
 
-def export(checkpoint: str, out: str, settings: ExportSettings = ExportSettings(), overwrite: bool = False) -> dict:
+def export(checkpoint: str, out: str, settings: ExportSettings = ExportSettings(), overwrite: bool = False,
+           progress: bool = True) -> dict:
     """`edgekit export`: a verified model directory; int8 falls back to quantisation-aware training when
     post-training quantisation is refused. Returns the manifest."""
-    from .export import export_checkpoint
-    from .quantize import quantize_checkpoint
+    from .quantize import export_verified
 
-    if settings.precision == "int8":
-        return quantize_checkpoint(checkpoint, out, settings, overwrite=overwrite, progress=False)
-    return export_checkpoint(checkpoint, out, settings, overwrite=overwrite)
+    return export_verified(checkpoint, out, settings, overwrite, progress)
 
 
 def bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,

@@ -189,17 +189,12 @@ def export(checkpoint, out, overwrite, **kwargs):
     """
     from pathlib import Path
 
-    from .export import export_checkpoint
-    from .quantize import quantize_checkpoint
+    from .quantize import export_verified
 
     settings = from_options(ExportSettings, kwargs)
     suffix = "" if settings.precision == "fp32" else "-" + settings.precision
     out = out or str(Path(checkpoint).parent / f"model-{settings.format}{suffix}")
-    if settings.precision == "int8":
-        m = quantize_checkpoint(checkpoint, out, settings, overwrite=overwrite)
-    else:
-        m = export_checkpoint(checkpoint, out, settings, overwrite=overwrite)
-    _echo_export(out, m)
+    _echo_export(out, export_verified(checkpoint, out, settings, overwrite=overwrite))
 
 
 @click.command()

@@ -123,18 +123,13 @@ def _distill(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
 
 
 def _export(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
-    from .export import export_checkpoint
-    from .quantize import quantize_checkpoint
+    from .quantize import export_verified
 
     models = {}
     for e in recipe.exports:
         settings = from_recipe(ExportSettings, e)
         name = f"{settings.format}-{settings.precision}"
-        student, out = str(run / "distill" / "student"), str(work / name)
-        if settings.precision == "int8":  # post-training quantisation, or QAT when that is refused
-            m = quantize_checkpoint(student, out, settings, progress=progress)
-        else:
-            m = export_checkpoint(student, out, settings)
+        m = export_verified(str(run / "distill" / "student"), str(work / name), settings, progress=progress)
         models[name] = {"file": m["model"]["file"], "bytes": m["model"]["bytes"], "verification": m["verification"]}
     return {"models": models}
 

@@ -172,3 +172,14 @@ def quantize_checkpoint(checkpoint: str, out: str, settings: ExportSettings = Ex
         summary.pop("checkpoint")
         quantization = {"method": "qat", "ptq_refused": ptq_refusal, "qat_checkpoint": save_checkpoint, **summary}
         return export_checkpoint(tuned, out, settings, overwrite, extra={"quantization": quantization})
+
+
+def export_verified(checkpoint: str, out: str, settings: ExportSettings = ExportSettings(), overwrite: bool = False,
+                    progress: bool = True) -> dict:
+    """What `edgekit export` does: export_checkpoint, with int8 through quantize_checkpoint (post-training
+    quantisation, quantisation-aware training when that is refused). Returns the manifest."""
+    from .export import export_checkpoint
+
+    if settings.precision == "int8":
+        return quantize_checkpoint(checkpoint, out, settings, overwrite=overwrite, progress=progress)
+    return export_checkpoint(checkpoint, out, settings, overwrite=overwrite)
