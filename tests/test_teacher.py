@@ -283,14 +283,20 @@ def test_finetune_and_embed_commands(tmp_path):
     # fine-tuned with and without time shifts; the validation windows chose
     by_shift = summary["val_accuracy_by_shift"]
     assert set(by_shift) == {"0.1", "0"} and summary["val_accuracy"] == by_shift[f"{summary['shift']:g}"] == max(by_shift.values())
-    r = run("embed", tmp_path / "f", "BasicMotions", "--out", tmp_path / "e.npy")
-    assert r.returncode == 0, r.stderr
+    # the rest in this process (the same command, without another interpreter start-up)
+    from click.testing import CliRunner
+
+    from edgekit_runtime.cli import main
+
+    here = lambda *a: CliRunner().invoke(main, list(map(str, a)))  # noqa: E731
+    r = here("embed", tmp_path / "f", "BasicMotions", "--out", tmp_path / "e.npy")
+    assert r.exit_code == 0, r.output
     assert np.load(tmp_path / "e.npy").shape == (80, 6 * 32)
     # a teacher pretrained on 6 channels fine-tunes on 1 (channel-independent tokens)
-    r = run("finetune", "GunPoint", "--pretrained", tmp_path / "t", "--steps", "4", "--out", tmp_path / "g", "--quiet")
-    assert r.returncode == 0, r.stderr
-    r = run("pretrain", "BasicMotions", "--size", "tiny", "--steps", "20", "--out", tmp_path / "t", "--quiet")
-    assert r.returncode == 1 and "already exists" in r.stderr
+    r = here("finetune", "GunPoint", "--pretrained", tmp_path / "t", "--steps", "4", "--out", tmp_path / "g", "--quiet")
+    assert r.exit_code == 0, r.output
+    r = here("pretrain", "BasicMotions", "--size", "tiny", "--steps", "20", "--out", tmp_path / "t", "--quiet")
+    assert r.exit_code == 1 and "already exists" in r.output
 
 
 def test_the_shipped_general_teacher_loads_and_a_tampered_one_is_refused(tmp_path):
