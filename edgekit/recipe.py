@@ -18,7 +18,7 @@ from .settings import (REQUIRED, BundleSettings, DataSettings, DistillSettings, 
                        SplitSettings, TeacherSettings, from_recipe, recipe_keys)
 from .sweep import SweepSettings
 from .teacher.settings import MaskSettings, PretrainSettings
-from .train_settings import FINETUNE, RECIPE, TrainSettings
+from .train_settings import FINETUNE, FINETUNE_RECIPE, RECIPE, TrainSettings
 
 
 def _sections() -> dict[str, dict[str, Key]]:
@@ -35,7 +35,7 @@ def _sections() -> dict[str, dict[str, Key]]:
                      **recipe_keys(PretrainSettings, exclude=("steps", "seed", "use_mask_token", "use_uncertainty",
                                                               "mask")),
                      **recipe_keys(MaskSettings, prefix="mask_")},
-        "finetune": {**recipe_keys(TrainSettings, only=tuple(k for k in RECIPE if k != "refit"), defaults=FINETUNE),
+        "finetune": {**recipe_keys(TrainSettings, only=FINETUNE_RECIPE, defaults=FINETUNE),
                      **recipe_keys(FinetuneSettings)},
         # params = "auto": the size the [sweep] recommends
         "student": {"params": Key(str, "10k"), "width": Key(int)},

@@ -50,4 +50,5 @@ class TrainSettings:
 FINETUNE = TrainSettings(steps=300, lr=5e-4, weight_decay=0.05, batch_size=16, refit=False)
 # the settings `edgekit train`, `edgekit distill`, `edgekit finetune` and a recipe's sections expose
 RECIPE = ("steps", "epochs", "patience", "lr", "batch_size", "label_smoothing", "augment", "refit")
+FINETUNE_RECIPE = tuple(k for k in RECIPE if k != "refit")  # the teacher is fine-tuned once, never refitted
 

@@ -10,7 +10,7 @@ import click
 from edgekit_runtime.errors import UserError
 
 from ..settings import (DataSettings, FinetuneSettings, SplitSettings, TeacherSettings, from_options, options)
-from ..train_settings import FINETUNE, RECIPE, TrainSettings
+from ..train_settings import FINETUNE, FINETUNE_RECIPE, TrainSettings
 from .settings import MaskSettings, PretrainSettings
 
 # pretraining of your own: a large encoder is where pretraining pays (fine-tuning from scratch defaults to small)
@@ -86,7 +86,7 @@ def pretrain(out, resume, overwrite, json_out, quiet, **kwargs):
 @options(SplitSettings)
 @options(TeacherSettings, only=("pretrained", "size", "attention", "patch"))
 @options(FinetuneSettings)
-@options(TrainSettings, only=(*(k for k in RECIPE if k != "refit"), "seed"), defaults=FINETUNE)
+@options(TrainSettings, only=(*FINETUNE_RECIPE, "seed"), defaults=FINETUNE)
 @click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/finetuned].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
