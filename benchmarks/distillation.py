@@ -35,9 +35,10 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     from aeon.classification.convolution_based import MiniRocketClassifier
 
     from edgekit.checkpoint import load_checkpoint
-    from edgekit.settings import DataSettings, FinetuneSettings, SplitSettings, TeacherSettings
+    from edgekit.settings import DataSettings, ExportSettings, FinetuneSettings, SplitSettings, TeacherSettings
     from edgekit.distill import distill
     from edgekit.export import export_checkpoint
+    from edgekit.quantize import export_verified
     from edgekit.teacher.data import prepare
     from edgekit.teacher.finetune import few_labels, finetune
     from edgekit.teacher.store import load_teacher
@@ -75,11 +76,19 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     ckpt_dir = run / "distilled"
     export_checkpoint(str(ckpt_dir), str(ckpt_dir / "onnx"))
     onnx = OnnxModel(ckpt_dir / "onnx" / "model.onnx", threads=1)
-    x = load_checkpoint(ckpt_dir).preprocessing.prepare_windows(te.values[:1])
+    pre = load_checkpoint(ckpt_dir).preprocessing
+    x = pre.prepare_windows(te.values[:1])
     rows.append({"model": "student kept", "kept": d["kept"], "accuracy": d["student"]["test_accuracy"],
                  "macro_f1": d["student"]["test_macro_f1"], "parameters": d["student"]["parameters"],
                  "file_kib": (ckpt_dir / "onnx" / "model.onnx").stat().st_size / 1024,
                  "latency_ms": median_latency_ms(lambda: onnx.logits(x))})
+    q = export_verified(str(ckpt_dir), str(ckpt_dir / "onnx-int8"), ExportSettings(precision="int8"), progress=False)
+    int8 = OnnxModel(ckpt_dir / "onnx-int8" / q["model"]["file"], threads=1)
+    m8 = classification_metrics(te.labels, int8.logits(pre.prepare_windows(te.values)))
+    rows.append({"model": "student kept, int8", "kept": q["quantization"]["method"], "accuracy": m8["accuracy"],
+                 "macro_f1": m8["macro_f1"], "parameters": d["student"]["parameters"],
+                 "file_kib": (ckpt_dir / "onnx-int8" / q["model"]["file"]).stat().st_size / 1024,
+                 "latency_ms": median_latency_ms(lambda: int8.logits(x))})
     labelled = few_labels(tr, few, split_spec["seed"]) if few else tr
     train_x = np.concatenate([labelled.values, va.values])
     train_y = np.concatenate([labelled.labels, va.labels])
@@ -104,8 +113,10 @@ def main():
     ap.add_argument("--params", default="10k")
     ap.add_argument("--labels-per-class", type=int, help="The label-scarce regime: this many labelled training "
                     "windows per class, the rest of the training split unlabelled, no validation split.")
+    ap.add_argument("--merge", action="store_true", help="Keep the per-seed rows of the datasets not run this time "
+                    "from the existing results file (to run a long suite a few datasets at a time).")
     args = ap.parse_args()
-    rows = []
+    rows = previous_rows(args) if args.merge else []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
             for seed in range(args.seeds):
@@ -114,6 +125,24 @@ def main():
                 for r in new:
                     print(r, flush=True)
             report(rows, args)  # after every dataset, so a long run leaves results as it goes
+
+
+def previous_rows(args) -> list[dict]:
+    """The per-seed rows of the other datasets in this regime's existing results file."""
+    import json
+
+    from results import RESULTS
+
+    path = RESULTS / f"{results_name(args)}.json"
+    if not path.exists():
+        return []
+    ours = set(args.datasets.split(","))
+    return [r for r in json.loads(path.read_text())["meta"]["per_seed"] if r["dataset"] not in ours]
+
+
+def results_name(args) -> str:
+    few = args.labels_per_class
+    return f"distillation_{few}_labels" if few else "distillation"
 
 
 def report(rows: list[dict], args) -> None:
@@ -139,19 +168,20 @@ def report(rows: list[dict], args) -> None:
         summary.append({"dataset": "mean", "model": model, "seeds": "",
                         "accuracy": f"{np.mean([np.mean(v) for v in per.values()]):.3f}"})
     few = args.labels_per_class
-    name = f"distillation_{few}_labels" if few else "distillation"
     regime = (f"{few} labelled training windows per class, the rest of the training split unlabelled, no "
               "validation split" if few else "all training labels")
-    print(write(name, f"Teacher, student alone and distilled, the student kept and MiniRocket ({regime}; test "
-                "split, mean ± sd over seeds)", summary,
+    print(write(results_name(args), f"Teacher, student alone and distilled, the student kept and MiniRocket "
+                f"({regime}; test split, mean ± sd over seeds)", summary,
                 ["dataset", "model", "seeds", "accuracy", "macro_f1", "teacher_agreement", "kept", "parameters",
                  "file_kib", "latency_ms"],
-                vars(args) | {"per_seed": rows},
+                vars(args) | {"datasets": ",".join(dict.fromkeys(r["dataset"] for r in rows)), "per_seed": rows},
                 notes="student alone / distilled: the first fits inside `edgekit distill`, on the same windows and "
                       "preprocessing (labels only vs labels + the teacher's soft labels); student kept: the better of "
                       "the two on the validation windows, refitted on training + validation windows (without a "
                       "validation split: the distilled one). teacher_agreement: share of test windows where the "
-                      "student's class is the teacher's. MiniRocket is fitted on the labelled windows only. "
+                      "student's class is the teacher's. student kept, int8: the kept student exported as `edgekit export "
+                      "--precision int8` makes it (ONNX; kept: ptq, or qat where post-training quantisation was "
+                      "refused). MiniRocket is fitted on the labelled windows only. "
                       "Latency: one window, one thread, median; teacher in torch eager, the kept student through "
                       "onnxruntime (fp32), MiniRocket through aeon's predict. Parameters of MiniRocket: its ridge "
                       "classifier's weights (the random kernels are not learned)."))
