@@ -124,7 +124,7 @@ def main():
                 rows += new
                 for r in new:
                     print(r, flush=True)
-            report(rows, args)  # after every dataset, so a long run leaves results as it goes
+                report(rows, args)  # after every seed, so a long run leaves results as it goes
 
 
 def previous_rows(args) -> list[dict]:
