@@ -185,12 +185,12 @@ def report(rows: list[dict], args) -> None:
                       "preprocessing (labels only vs labels + the teacher's soft labels); student kept: the better of "
                       "the two on the validation windows, refitted on training + validation windows (without a "
                       "validation split: the distilled one). teacher_agreement: share of test windows where the "
-                      "student's class is the teacher's. student kept, int8: the kept student exported as `edgekit export "
-                      "--precision int8` makes it (ONNX; kept: ptq, or qat where post-training quantisation was "
-                      "refused). MiniRocket is fitted on the labelled windows only. "
+                      "student's class is the teacher's. student kept, int8: the kept student exported as "
+                      "`edgekit export --precision int8` makes it (ONNX; kept: ptq, or qat where post-training "
+                      "quantisation was refused). MiniRocket is fitted on the labelled windows only. "
                       "Latency: one window, one thread, median; teacher in torch eager, the kept student through "
-                      "onnxruntime (fp32 and int8), MiniRocket through aeon's predict. Parameters of MiniRocket: its ridge "
-                      "classifier's weights (the random kernels are not learned)."))
+                      "onnxruntime (fp32 and int8), MiniRocket through aeon's predict. Parameters of MiniRocket: its "
+                      "ridge classifier's weights (the random kernels are not learned)."))
 
 
 if __name__ == "__main__":
