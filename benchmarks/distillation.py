@@ -8,7 +8,7 @@ label-scarce regime. Reported: test
 accuracy, macro-F1, parameters, model file size and single-window CPU latency (one thread).
 
     python benchmarks/distillation.py [--datasets BasicMotions,JapaneseVowels,ACSF1,GunPoint,PLAID] [--seeds 3]
-                                      [--labels-per-class 10]
+                                      [--labels-per-class 10] [--merge]
 
 Daphnet S06R02E0 is not in the default list: the excerpt aeon ships has no freeze-of-gait episode, so all of its
 windows carry one class and there is nothing to classify.
@@ -180,7 +180,7 @@ def report(rows: list[dict], args) -> None:
                 f"({regime}; test split, mean ± sd over seeds)", summary,
                 ["dataset", "model", "seeds", "accuracy", "macro_f1", "teacher_agreement", "kept", "parameters",
                  "file_kib", "latency_ms"],
-                vars(args) | {"datasets": ",".join(dict.fromkeys(r["dataset"] for r in rows)), "per_seed": rows},
+                vars(args) | {"datasets": ",".join(everywhere), "per_seed": rows},
                 notes="student alone / distilled: the first fits inside `edgekit distill`, on the same windows and "
                       "preprocessing (labels only vs labels + the teacher's soft labels); student kept: the better of "
                       "the two on the validation windows, refitted on training + validation windows (without a "
