@@ -37,7 +37,6 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     from edgekit.checkpoint import load_checkpoint
     from edgekit.settings import DataSettings, ExportSettings, FinetuneSettings, SplitSettings, TeacherSettings
     from edgekit.distill import distill
-    from edgekit.export import export_checkpoint
     from edgekit.quantize import export_verified
     from edgekit.teacher.data import prepare
     from edgekit.teacher.finetune import few_labels, finetune
@@ -74,13 +73,13 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
                      "macro_f1": d[kind]["test_macro_f1"], "parameters": d["student"]["parameters"],
                      "teacher_agreement": d[kind]["teacher_agreement"]})
     ckpt_dir = run / "distilled"
-    export_checkpoint(str(ckpt_dir), str(ckpt_dir / "onnx"))
-    onnx = OnnxModel(ckpt_dir / "onnx" / "model.onnx", threads=1)
+    fp32 = export_verified(str(ckpt_dir), str(ckpt_dir / "onnx"), progress=False)
+    onnx = OnnxModel(ckpt_dir / "onnx" / fp32["model"]["file"], threads=1)
     pre = load_checkpoint(ckpt_dir).preprocessing
     x = pre.prepare_windows(te.values[:1])
     rows.append({"model": "student kept", "kept": d["kept"], "accuracy": d["student"]["test_accuracy"],
                  "macro_f1": d["student"]["test_macro_f1"], "parameters": d["student"]["parameters"],
-                 "file_kib": (ckpt_dir / "onnx" / "model.onnx").stat().st_size / 1024,
+                 "file_kib": (ckpt_dir / "onnx" / fp32["model"]["file"]).stat().st_size / 1024,
                  "latency_ms": median_latency_ms(lambda: onnx.logits(x))})
     q = export_verified(str(ckpt_dir), str(ckpt_dir / "onnx-int8"), ExportSettings(precision="int8"), progress=False)
     int8 = OnnxModel(ckpt_dir / "onnx-int8" / q["model"]["file"], threads=1)
