@@ -73,21 +73,25 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
                      "macro_f1": d[kind]["test_macro_f1"], "parameters": d["student"]["parameters"],
                      "teacher_agreement": d[kind]["teacher_agreement"]})
     ckpt_dir = run / "distilled"
-    fp32 = export_verified(str(ckpt_dir), str(ckpt_dir / "onnx"), progress=False)
-    onnx = OnnxModel(ckpt_dir / "onnx" / fp32["model"]["file"], threads=1)
     pre = load_checkpoint(ckpt_dir).preprocessing
     x = pre.prepare_windows(te.values[:1])
+
+    def exported(folder: str, settings: ExportSettings = ExportSettings()):
+        """The kept student exported as `edgekit export` makes it: (manifest, ONNX model, file KiB, latency ms)."""
+        manifest = export_verified(str(ckpt_dir), str(ckpt_dir / folder), settings, progress=False)
+        path = ckpt_dir / folder / manifest["model"]["file"]
+        model = OnnxModel(path, threads=1)
+        return manifest, model, path.stat().st_size / 1024, median_latency_ms(lambda: model.logits(x))
+
+    _, _, kib, ms = exported("onnx")
     rows.append({"model": "student kept", "kept": d["kept"], "accuracy": d["student"]["test_accuracy"],
                  "macro_f1": d["student"]["test_macro_f1"], "parameters": d["student"]["parameters"],
-                 "file_kib": (ckpt_dir / "onnx" / fp32["model"]["file"]).stat().st_size / 1024,
-                 "latency_ms": median_latency_ms(lambda: onnx.logits(x))})
-    q = export_verified(str(ckpt_dir), str(ckpt_dir / "onnx-int8"), ExportSettings(precision="int8"), progress=False)
-    int8 = OnnxModel(ckpt_dir / "onnx-int8" / q["model"]["file"], threads=1)
+                 "file_kib": kib, "latency_ms": ms})
+    q, int8, kib, ms = exported("onnx-int8", ExportSettings(precision="int8"))
     m8 = classification_metrics(te.labels, int8.logits(pre.prepare_windows(te.values)))
     rows.append({"model": "student kept, int8", "kept": q["quantization"]["method"], "accuracy": m8["accuracy"],
-                 "macro_f1": m8["macro_f1"], "parameters": d["student"]["parameters"],
-                 "file_kib": (ckpt_dir / "onnx-int8" / q["model"]["file"]).stat().st_size / 1024,
-                 "latency_ms": median_latency_ms(lambda: int8.logits(x))})
+                 "macro_f1": m8["macro_f1"], "parameters": d["student"]["parameters"], "file_kib": kib,
+                 "latency_ms": ms})
     labelled = few_labels(tr, few, split_spec["seed"]) if few else tr
     train_x = np.concatenate([labelled.values, va.values])
     train_y = np.concatenate([labelled.labels, va.labels])
