@@ -14,7 +14,7 @@ from edgekit.teacher.attention import TimeBias, dense_attention, scan_attention,
 from edgekit.teacher.data import prepare
 from edgekit.teacher.loss import masked_reconstruction_loss, uncertainty_weights
 from edgekit.teacher.masking import make_masks
-from edgekit.teacher.model import Teacher, TeacherConfig
+from edgekit.teacher.model import Teacher, TeacherConfig, crop_starts, random_crops
 from edgekit.teacher.pretrain import pretrain, reconstruction_rmse
 from edgekit.teacher.settings import MaskSettings, PretrainSettings
 from edgekit.teacher.store import TeacherCheckpoint, load_teacher
@@ -163,6 +163,38 @@ def test_patched_tokens_and_every_backend_run_end_to_end(attention):
     values = torch.randn(2, 3, 130)  # not a multiple of the patch: padded
     emb = model.embed(values, torch.arange(130.0).expand(2, 130), torch.ones(2, 130, dtype=torch.bool))
     assert emb.shape == (2, 3 * 32) and torch.isfinite(emb).all()
+
+
+def test_a_window_longer_than_the_context_is_seen_in_crops():
+    torch.manual_seed(0)
+    model = tiny(patch=4, context=8)
+    x, t = torch.randn(3, 2, 100), torch.arange(100.0).expand(3, 100)  # 25 tokens of 4 samples
+    o = torch.ones(3, 100, dtype=torch.bool)
+    o[1, 40:] = False  # a recording of 10 tokens, padded
+    o[2, 4:96] = False  # observed only at both ends: most crops fall into the gap
+    starts = crop_starts(25, 8)
+    assert starts[0] == 0 and starts[-1] == 17 and max(np.diff(starts)) <= 4
+    with torch.no_grad():
+        emb = model.embed(x, t, o)
+        assert torch.isfinite(emb).all()
+        # inference: the mean of every crop's observed tokens, each crop encoded with its own time axis; a crop
+        # showing only padding or a gap adds nothing
+        for i in range(3):
+            sums, counts = 0, 0
+            for s in starts:
+                cut = slice(4 * s, 4 * s + 32)
+                tok = model.tokenize(x[i : i + 1, :, cut], t[i : i + 1, cut], o[i : i + 1, cut])
+                if tok.observed.any():
+                    tokens = model.encode(tok)[0] * tok.observed[..., None]
+                    sums, counts = sums + tokens.sum(1), counts + tok.observed.sum(1)
+            close(emb[i : i + 1], (sums / counts[:, None]).reshape(1, -1), 1e-5)
+    # training: one random crop per window, inside its observed span
+    obs = o.reshape(3, 25, 4).any(-1)
+    draws = torch.stack([random_crops(obs, 8) for _ in range(200)])
+    assert draws[:, 0].min() == 0 and draws[:, 0].max() == 17
+    assert draws[:, 1].max() == 2 and draws[:, 2].unique().tolist() == list(range(18))
+    model.train()
+    assert model.embed(x, t, o).shape == emb.shape
 
 
 def test_short_windows_are_interpolated_to_the_shortest_token_sequence():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -114,6 +114,7 @@ def pretrain(ckpt: TeacherCheckpoint, train: list[TeacherData], val: list[Teache
     resumes from `ckpt.trainer` when present."""
     rank, world = _world()
     model = ckpt.model
+    model.cfg = replace(model.cfg, context=s.max_tokens)  # it sees no longer windows at once after this run either
     train = [d.univariate() for d in train]
     val = [d.univariate() for d in val if len(d)]
     if any(len(d) < world for d in train):

@@ -74,5 +74,5 @@ def load_teacher(path) -> TeacherCheckpoint:
         pre = None if meta["preprocess"] is None else Preprocessing.from_json(meta["preprocess"])
     except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as e:
         raise UserError(f"{path}: cannot load the teacher ({str(e).splitlines()[0]})") from None
-    return TeacherCheckpoint(model, pre, meta.get("data", {}), tuple(meta.get("classes", ())),
+    return TeacherCheckpoint(model.eval(), pre, meta.get("data", {}), tuple(meta.get("classes", ())),
                              meta.get("state", {}), trainer)
