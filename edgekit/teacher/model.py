@@ -99,6 +99,16 @@ def patches(x: torch.Tensor, p: int) -> torch.Tensor:
     return x.reshape(x.shape[0], -1, p)
 
 
+def whole_patches(values: torch.Tensor, times: torch.Tensor, observed: torch.Tensor, p: int):
+    """values [B, C, T], times [B, T], observed [B, T] padded to whole patches of `p` samples: the padding is
+    unobserved, zero and at the last timestamp (so it leaves the window's duration as it is)."""
+    pad = (-values.shape[2]) % p
+    if not pad:
+        return values, times, observed
+    return (nn.functional.pad(values, (0, pad)), torch.cat([times, times[:, -1:].expand(len(times), pad)], 1),
+            nn.functional.pad(observed, (0, pad), value=False))
+
+
 def random_crops(observed: torch.Tensor, n: int) -> torch.Tensor:
     """A random start token per window [B] for a crop of `n` of its L tokens (`observed` [B, L], L > n) that
     starts within its observed span, so padding after a short recording is not what a crop shows."""
@@ -163,13 +173,10 @@ class Teacher(nn.Module):
         """values [B, C, T], times [B, T] seconds, observed [B, T] -> Tokens. T is padded to whole patches
         (padding unobserved)."""
         p = self.cfg.patch
-        b, c, t = values.shape
+        values, times, observed = whole_patches(values, times, observed, p)
+        c = values.shape[1]
         duration = (times[:, -1] - times[:, 0]).clamp_min(1e-12)
         tau = (times - times[:, :1]) / duration[:, None]
-        pad = (-t) % p
-        if pad:
-            tau = torch.cat([tau, tau[:, -1:].expand(b, pad)], dim=1)
-            observed = nn.functional.pad(observed, (0, pad), value=False)
         x = self.channel_samples(values)
         obs = observed.repeat_interleave(c, 0)
         w = obs.to(x.dtype)
@@ -214,13 +221,9 @@ class Teacher(nn.Module):
     def embed(self, values, times, observed):
         """Window embeddings [B, C·d]: the channels' embeddings side by side, windows longer than the context seen
         in crops (module docstring)."""
-        b, c, _ = values.shape
         p, n = self.cfg.patch, self.cfg.context
-        pad = (-values.shape[2]) % p
-        values = nn.functional.pad(values, (0, pad))
-        times = torch.cat([times, times[:, -1:].expand(b, pad)], 1)
-        observed = nn.functional.pad(observed, (0, pad), value=False)
-        length = values.shape[2] // p  # tokens
+        values, times, observed = whole_patches(values, times, observed, p)
+        b, c, length = values.shape[0], values.shape[1], values.shape[2] // p  # length in tokens
         if length <= n:
             return self._pooled(values, times, observed)[0].reshape(b, -1)
         if self.training:
