@@ -8,7 +8,7 @@ label-scarce regime. Reported: test
 accuracy, macro-F1, parameters, model file size and single-window CPU latency (one thread).
 
     python benchmarks/distillation.py [--datasets BasicMotions,JapaneseVowels,ACSF1,GunPoint,PLAID] [--seeds 3]
-                                      [--labels-per-class 10] [--merge]
+                                      [--first-seed 0] [--labels-per-class 10] [--merge]
 
 Daphnet S06R02E0 is not in the default list: the excerpt aeon ships has no freeze-of-gait episode, so all of its
 windows carry one class and there is nothing to classify.
@@ -113,16 +113,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="BasicMotions,JapaneseVowels,ACSF1,GunPoint,PLAID")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="Run seeds first-seed .. seeds-1 only (with --merge: "
+                    "add them to the seeds already in the results file).")
     ap.add_argument("--params", default="10k")
     ap.add_argument("--labels-per-class", type=int, help="The label-scarce regime: this many labelled training "
                     "windows per class, the rest of the training split unlabelled, no validation split.")
-    ap.add_argument("--merge", action="store_true", help="Keep the per-seed rows of the datasets not run this time "
+    ap.add_argument("--merge", action="store_true", help="Keep the per-seed rows of the datasets and seeds not run this time "
                     "from the existing results file (to run a long suite a few datasets at a time).")
     args = ap.parse_args()
     rows = previous_rows(args) if args.merge else []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.seeds):
                 new = run_dataset(name, seed, args, Path(tmp))
                 rows += new
                 for r in new:
@@ -131,7 +133,7 @@ def main():
 
 
 def previous_rows(args) -> list[dict]:
-    """The per-seed rows of the other datasets in this regime's existing results file."""
+    """The per-seed rows of the other datasets and seeds in this regime's existing results file."""
     import json
 
     from results import RESULTS
@@ -140,7 +142,8 @@ def previous_rows(args) -> list[dict]:
     if not path.exists():
         return []
     ours = set(args.datasets.split(","))
-    return [r for r in json.loads(path.read_text())["meta"]["per_seed"] if r["dataset"] not in ours]
+    return [r for r in json.loads(path.read_text())["meta"]["per_seed"]
+            if r["dataset"] not in ours or not args.first_seed <= r["seed"] < args.seeds]
 
 
 def results_name(args) -> str:
