@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results import median_latency_ms  # noqa: E402
+from results import median_latency_ms, torch_threads_kept  # noqa: E402
 
 
 def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
@@ -95,15 +95,16 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     labelled = few_labels(tr, few, split_spec["seed"]) if few else tr
     train_x = np.concatenate([labelled.values, va.values])
     train_y = np.concatenate([labelled.labels, va.labels])
-    mr = MiniRocketClassifier(random_state=seed, n_jobs=1).fit(train_x, train_y)
-    pred = mr.predict(te.values)
-    m = classification_metrics(te.labels, np.eye(len(ds.class_names))[pred.astype(int)])
-    # MiniRocket's fitted parameters: the ridge classifier's weights and biases on its features
-    ridge = mr.pipeline_.steps[-1][1] if hasattr(mr, "pipeline_") else None
-    n_params = int(ridge.coef_.size + ridge.intercept_.size) if ridge is not None and hasattr(ridge, "coef_") else None
-    rows.append({"model": "MiniRocket (aeon)", "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                 "parameters": n_params, "file_kib": len(pickle.dumps(mr)) / 1024,
-                 "latency_ms": median_latency_ms(lambda: mr.predict(te.values[:1]), 20)})
+    with torch_threads_kept():
+        mr = MiniRocketClassifier(random_state=seed, n_jobs=1).fit(train_x, train_y)
+        pred = mr.predict(te.values)
+        m = classification_metrics(te.labels, np.eye(len(ds.class_names))[pred.astype(int)])
+        # MiniRocket's fitted parameters: the ridge classifier's weights and biases on its features
+        ridge = mr.pipeline_.steps[-1][1] if hasattr(mr, "pipeline_") else None
+        n_params = int(ridge.coef_.size + ridge.intercept_.size) if ridge is not None and hasattr(ridge, "coef_") else None
+        rows.append({"model": "MiniRocket (aeon)", "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                     "parameters": n_params, "file_kib": len(pickle.dumps(mr)) / 1024,
+                     "latency_ms": median_latency_ms(lambda: mr.predict(te.values[:1]), 20)})
     for r in rows:
         r.update(dataset=name, seed=seed)
     return rows

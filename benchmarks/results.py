@@ -5,9 +5,23 @@ from __future__ import annotations
 import json
 import platform
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@contextmanager
+def torch_threads_kept():
+    """Restore torch's thread count on exit: aeon's MiniRocket, even with n_jobs=1, raises it to the core count
+    (numba's OpenMP is torch's), so every later seed of a benchmark would train with threads it was not given."""
+    import torch
+
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def median_latency_ms(fn, repeats: int = 50) -> float:
