@@ -101,7 +101,8 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
         m = classification_metrics(te.labels, np.eye(len(ds.class_names))[pred.astype(int)])
         # MiniRocket's fitted parameters: the ridge classifier's weights and biases on its features
         ridge = mr.pipeline_.steps[-1][1] if hasattr(mr, "pipeline_") else None
-        n_params = int(ridge.coef_.size + ridge.intercept_.size) if ridge is not None and hasattr(ridge, "coef_") else None
+        n_params = int(ridge.coef_.size + ridge.intercept_.size) if ridge is not None and hasattr(ridge, "coef_") \
+            else None
         rows.append({"model": "MiniRocket (aeon)", "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                      "parameters": n_params, "file_kib": len(pickle.dumps(mr)) / 1024,
                      "latency_ms": median_latency_ms(lambda: mr.predict(te.values[:1]), 20)})
@@ -119,8 +120,8 @@ def main():
     ap.add_argument("--params", default="10k")
     ap.add_argument("--labels-per-class", type=int, help="The label-scarce regime: this many labelled training "
                     "windows per class, the rest of the training split unlabelled, no validation split.")
-    ap.add_argument("--merge", action="store_true", help="Keep the per-seed rows of the datasets and seeds not run this time "
-                    "from the existing results file (to run a long suite a few datasets at a time).")
+    ap.add_argument("--merge", action="store_true", help="Keep the per-seed rows of the datasets and seeds not run "
+                    "this time from the existing results file (to run a long suite a few datasets at a time).")
     args = ap.parse_args()
     rows = previous_rows(args) if args.merge else []
     with tempfile.TemporaryDirectory() as tmp:
