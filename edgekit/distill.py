@@ -89,9 +89,9 @@ def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, 
     with torch.no_grad():
         for i in range(0, len(data), 64):
             b = data.take(slice(i, i + 64))
-            e = model.embed(b.values, b.times, b.observed)
+            out, e = model.outputs(b.values, b.times, b.observed)
             emb.append(e.numpy())
-            logits.append(model.classifier(e).numpy())
+            logits.append(out.numpy())
     logits, emb = np.concatenate(logits), np.concatenate(emb)
     with atomic_write(path, binary=True) as f:
         np.savez(f, logits=logits, embeddings=emb)
@@ -122,7 +122,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     from .training_loop import train_classifier
 
     teacher = load_teacher(teacher_dir)
-    if teacher.model.classifier is None or not teacher.classes:
+    if not teacher.classes:
         raise UserError(f"{teacher_dir}: the teacher has no classification head; fine-tune it first")
     spec = {**teacher.data, **(spec or {})}
     if "split" not in spec:

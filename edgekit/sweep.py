@@ -243,7 +243,7 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
         from .training_loop import classification_metrics
 
         t = load_teacher(teacher_dir)
-        if t.model.classifier is None or "split" not in t.data:
+        if not t.classes or "split" not in t.data:
             raise UserError(f"{teacher_dir}: not a fine-tuned teacher (fine-tune it with edgekit finetune)")
         spec = t.data
         ds, tr, va, te = _splits(spec)

@@ -312,9 +312,16 @@ def test_finetune_and_embed_commands(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "f.json").read_text())
     assert summary["windows"]["train"] == 12 and 0 <= summary["test_macro_f1"] <= 1
-    # fine-tuned with and without time shifts; the validation windows chose
-    by_shift = summary["val_accuracy_by_shift"]
-    assert set(by_shift) == {"0.1", "0"} and summary["val_accuracy"] == by_shift[f"{summary['shift']:g}"] == max(by_shift.values())
+    # fine-tuned with and without time shifts, one run each; the teacher answers with the runs' mean probabilities
+    assert set(summary["runs"]) == {"0.1", "0"}
+    teacher = load_teacher(tmp_path / "f").model
+    runs = teacher.members
+    assert len(runs) == 2 and summary["parameters"] == 2 * runs[0].parameter_count()
+    x, times, observed = torch.randn(4, 6, 100), torch.arange(100.0).expand(4, 100), torch.ones(4, 100, dtype=torch.bool)
+    with torch.no_grad():
+        p0, p1 = (torch.softmax(m.classify(x, times, observed), -1) for m in runs)
+        assert not torch.allclose(p0, p1)
+        torch.testing.assert_close(torch.softmax(teacher.classify(x, times, observed), -1), (p0 + p1) / 2)
     # the rest in this process (the same command, without another interpreter start-up)
     from click.testing import CliRunner
 
@@ -323,7 +330,7 @@ def test_finetune_and_embed_commands(tmp_path):
     here = lambda *a: CliRunner().invoke(main, list(map(str, a)))  # noqa: E731
     r = here("embed", tmp_path / "f", "BasicMotions", "--out", tmp_path / "e.npy")
     assert r.exit_code == 0, r.output
-    assert np.load(tmp_path / "e.npy").shape == (80, 6 * 32)
+    assert np.load(tmp_path / "e.npy").shape == (80, 2 * 6 * 32)  # both runs' embeddings side by side
     # a teacher pretrained on 6 channels fine-tunes on 1 (channel-independent tokens)
     r = here("finetune", "GunPoint", "--pretrained", tmp_path / "t", "--steps", "4", "--out", tmp_path / "g", "--quiet")
     assert r.exit_code == 0, r.output

@@ -2,8 +2,8 @@
 
 The recipe is the students' (edgekit.training_loop: AdamW, warm-up and cosine decay over a fixed number of steps, label
 smoothing, augmented batches) with a smaller learning rate for a pretrained encoder and fewer steps: a step of the
-teacher costs a hundred of the student's. It runs once per time shift of SHIFTS and the validation windows choose;
-they also give the held-out estimate (there is no refit).
+teacher costs a hundred of the student's. It runs once per time shift of SHIFTS, and the fine-tuned teacher is the
+ensemble of the runs (ensemble.py); the validation windows give the held-out estimate (there is no refit).
 
 A window longer than the encoder's context is fine-tuned on one random crop of it per step (teacher/model.py), a
 step costing a crop's share of the window; the steps are taken once per crop that inference averages over, so every
@@ -25,25 +25,26 @@ from edgekit_runtime.files import atomic_write
 from ..augment import Augment
 from ..data import WindowSet, labelled_splits
 from ..normalization import fit_preprocessing
-from ..training_loop import classification_metrics, predict_logits, train_classifier, validation_rank
+from ..training_loop import classification_metrics, predict_logits, train_classifier
 from ..settings import FinetuneSettings, SplitSettings, TeacherSettings
 from ..train_settings import FINETUNE, TrainSettings
 from .data import prepare
+from .ensemble import Ensemble
 from .general import resolve
 from .model import Teacher, TeacherConfig, crop_starts
 from .store import TeacherCheckpoint, load_teacher, save_teacher
 
 
-# Time shifts (a share of the window) fine-tuning is tried with; the validation windows choose (without them, the
-# first). Shifting teaches the position-encoded encoder that where an event falls is rarely the label (GunPoint, 3
+# Time shifts (a share of the window) fine-tuning runs with, one run each; the teacher averages the runs (ensemble.py).
+# Shifting teaches the position-encoded encoder that where an event falls is rarely the label (GunPoint, 3
 # seeds: 0.93 -> 0.98), but on long windows of repeating cycles it can cost more than it gives (ACSF1: 0.78 -> 0.56).
 SHIFTS = (0.1, 0.0)
 
 
 class Classifying(nn.Module):
-    """The teacher as a classifier of (values, times, observed) windows."""
+    """A teacher (or an ensemble of them) as a classifier of (values, times, observed) windows."""
 
-    def __init__(self, teacher: Teacher):
+    def __init__(self, teacher: Teacher | Ensemble):
         super().__init__()
         self.teacher = teacher
 
@@ -99,7 +100,7 @@ def finetune(spec: dict, out: str, teacher: TeacherSettings = TeacherSettings(),
     data = {k: prepare(s, pre, encoder.cfg.patch) for k, s in (("train", tr), ("val", va), ("test", te))}
     settings = replace(settings, steps=settings.steps * crops_per_window(encoder, data["train"].values.shape[2]))
     runs = {}
-    for shift in SHIFTS if settings.augment and len(va) else SHIFTS[:1]:
+    for shift in SHIFTS if settings.augment else SHIFTS[:1]:
         torch.manual_seed(seed)
         clf = Classifying(encoder.with_classifier(ds.n_channels, len(ds.class_names)))
         if finetuning.freeze_encoder:
@@ -108,15 +109,15 @@ def finetune(spec: dict, out: str, teacher: TeacherSettings = TeacherSettings(),
         history = train_classifier(clf, inputs(data["train"]), tr.labels, inputs(data["val"]), va.labels,
                                    settings, progress=progress, desc=f"finetune (shift {shift:g})",
                                    augment=Augment(shift=shift))
-        runs[shift] = (clf, history)
-    shift = max(runs, key=lambda k: validation_rank(runs[k][1]))
-    clf, history = runs[shift]
-    model = clf.teacher
+        runs[shift] = (clf.teacher, history)
+    model = runs[SHIFTS[0]][0] if len(runs) == 1 else Ensemble([m for m, _ in runs.values()])
+    clf = Classifying(model)
     metrics = classification_metrics(te.labels, predict_logits(clf, inputs(data["test"])))
-    state = {**history, "pretrained": teacher.pretrained, "labels_per_class": finetuning.labels_per_class,
-             "train_encoder": not finetuning.freeze_encoder, "shift": shift,
-             "val_accuracy_by_shift": {f"{k:g}": h.get("val_accuracy") for k, (_, h) in runs.items()},
-             "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
+    val_accuracy = float((predict_logits(clf, inputs(data["val"])).argmax(1) == va.labels).mean()) if len(va) \
+        else None
+    state = {"runs": {f"{k:g}": h for k, (_, h) in runs.items()}, "pretrained": teacher.pretrained,
+             "labels_per_class": finetuning.labels_per_class, "train_encoder": not finetuning.freeze_encoder,
+             "val_accuracy": val_accuracy, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
     save_teacher(out, TeacherCheckpoint(model, pre, spec, ds.class_names, state))
     return {"dataset": ds.name, "windows": {"train": len(tr), "val": len(va), "test": len(te)},
             "parameters": model.parameter_count(), **state, "checkpoint": out}
@@ -137,10 +138,7 @@ def embed(checkpoint: str, ds: WindowSet, out: str, tokens: bool = False, batch_
     with torch.no_grad():
         for i in range(0, len(data), batch_size):
             b = data.take(slice(i, i + batch_size))
-            if tokens:  # every token in the context of the whole window
-                x = model.encode(model.tokenize(b.values, b.times, b.observed))[0]
-            else:
-                x = model.embed(b.values, b.times, b.observed)
+            x = (model.token_embeddings if tokens else model.embed)(b.values, b.times, b.observed)
             parts.append(x.numpy())
     emb = np.concatenate(parts)
     with atomic_write(out, binary=True) as f:

@@ -247,10 +247,19 @@ class Teacher(nn.Module):
         tok = tok._replace(observed=tok.observed | (tokens == 0)[:, None])
         return self.encode(tok)[1], tokens
 
-    def classify(self, values, times, observed):
+    def outputs(self, values, times, observed) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [B, K], embeddings [B, C·d]) of a batch of windows."""
         if self.classifier is None:
             raise RuntimeError("this teacher has no classification head (fine-tune it first)")
-        return self.classifier(self.embed(values, times, observed))
+        emb = self.embed(values, times, observed)
+        return self.classifier(emb), emb
+
+    def classify(self, values, times, observed):
+        return self.outputs(values, times, observed)[0]
+
+    def token_embeddings(self, values, times, observed):
+        """Every token's embedding [B·C, L, d], in the context of the whole window."""
+        return self.encode(self.tokenize(values, times, observed))[0]
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,5 +1,5 @@
-"""Teacher checkpoints: `model.pt` (state dict), `teacher.json` (config, preprocessing, data spec, progress,
-metrics, and the sha256 of `model.pt`) and, for runs that can resume, `trainer.pt` (optimizer and scheduler state).
+"""Teacher checkpoints: `model.pt` (state dict), `teacher.json` (config, number of ensemble members, preprocessing,
+data spec, progress, metrics, and the sha256 of `model.pt`) and, for runs that can resume, `trainer.pt` (optimizer and scheduler state).
 
 Every tensor file loads with weights_only=True, and `model.pt` only after its sha256 matched the one recorded in
 `teacher.json`, so a corrupted or swapped weights file is refused before torch reads it. Weights may be stored in
@@ -21,6 +21,7 @@ from edgekit_runtime.model_dir import read_json
 from edgekit_runtime.preprocess import Preprocessing
 
 from .. import __version__
+from .ensemble import Ensemble
 from .model import Teacher, TeacherConfig
 
 WEIGHTS, META, TRAINER = "model.pt", "teacher.json", "trainer.pt"
@@ -28,7 +29,7 @@ WEIGHTS, META, TRAINER = "model.pt", "teacher.json", "trainer.pt"
 
 @dataclass
 class TeacherCheckpoint:
-    model: Teacher
+    model: Teacher | Ensemble
     preprocessing: Preprocessing | None  # None for an encoder pretrained on many datasets (the general teacher)
     data: dict
     classes: tuple[str, ...] = ()
@@ -50,6 +51,7 @@ def save_teacher(path, ckpt: TeacherCheckpoint, half: bool = False) -> None:
             torch.save(ckpt.trainer, tmp / TRAINER)
         meta = {"format": 2, "edgekit_version": __version__, "weights_sha256": _sha256(tmp / WEIGHTS),
                 "config": ckpt.model.cfg.to_dict(),
+                "members": len(ckpt.model.members) if isinstance(ckpt.model, Ensemble) else None,
                 "preprocess": None if ckpt.preprocessing is None else ckpt.preprocessing.to_json(),
                 "data": ckpt.data, "classes": list(ckpt.classes), "state": ckpt.state}
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
@@ -66,7 +68,8 @@ def load_teacher(path) -> TeacherCheckpoint:
         raise UserError(f"{path / WEIGHTS}: sha256 differs from the one recorded in {META}; the file is corrupted "
                         "or was replaced, and is not loaded")
     try:
-        model = Teacher(TeacherConfig(**meta["config"]))
+        cfg, members = TeacherConfig(**meta["config"]), meta.get("members")
+        model = Teacher(cfg) if members is None else Ensemble([Teacher(cfg) for _ in range(int(members))])
         weights = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
         trainer = torch.load(path / TRAINER, map_location="cpu", weights_only=True) if (path / TRAINER).is_file() \
