@@ -84,7 +84,7 @@ def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, 
         with np.load(path, allow_pickle=False) as z:
             return z["logits"], z["embeddings"]
     data = prepare(ds, ckpt.preprocessing, ckpt.model.cfg.patch)
-    model = ckpt.model.eval()
+    model = ckpt.model  # loaded in eval mode
     logits, emb = [], []
     with torch.no_grad():
         for i in range(0, len(data), 64):

@@ -102,8 +102,10 @@ def finetune(out, json_out, quiet, **kwargs):
     out = out or f"runs/{Path(spec['dataset']).name}/finetuned"
     summary = run(spec, out, teacher, finetuning, split, settings, progress=not quiet)
     _write_json(json_out, summary)
+    runs = len(summary["runs"])
     click.echo(f"teacher      {summary['parameters']:,} parameters, "
-               f"{'pretrained' if teacher.pretrained else 'from scratch'}, {summary['windows']['train']} labelled windows\n"
+               f"{'pretrained' if teacher.pretrained else 'from scratch'}, {summary['windows']['train']} labelled windows"
+               f"{f', {runs} fine-tuning runs averaged' if runs > 1 else ''}\n"
                f"test         accuracy {summary['test_accuracy']:.3f}, macro-F1 {summary['test_macro_f1']:.3f}\n"
                f"checkpoint   {out}")
 
