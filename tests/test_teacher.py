@@ -317,7 +317,8 @@ def test_finetune_and_embed_commands(tmp_path):
     teacher = load_teacher(tmp_path / "f").model
     runs = teacher.members
     assert len(runs) == 2 and summary["parameters"] == 2 * runs[0].parameter_count()
-    x, times, observed = torch.randn(4, 6, 100), torch.arange(100.0).expand(4, 100), torch.ones(4, 100, dtype=torch.bool)
+    x, times = torch.randn(4, 6, 100), torch.arange(100.0).expand(4, 100)
+    observed = torch.ones(4, 100, dtype=torch.bool)
     with torch.no_grad():
         p0, p1 = (torch.softmax(m.classify(x, times, observed), -1) for m in runs)
         assert not torch.allclose(p0, p1)

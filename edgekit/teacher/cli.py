@@ -103,9 +103,10 @@ def finetune(out, json_out, quiet, **kwargs):
     summary = run(spec, out, teacher, finetuning, split, settings, progress=not quiet)
     _write_json(json_out, summary)
     runs = len(summary["runs"])
+    averaged = f", {runs} fine-tuning runs averaged" if runs > 1 else ""
     click.echo(f"teacher      {summary['parameters']:,} parameters, "
                f"{'pretrained' if teacher.pretrained else 'from scratch'}, {summary['windows']['train']} labelled windows"
-               f"{f', {runs} fine-tuning runs averaged' if runs > 1 else ''}\n"
+               f"{averaged}\n"
                f"test         accuracy {summary['test_accuracy']:.3f}, macro-F1 {summary['test_macro_f1']:.3f}\n"
                f"checkpoint   {out}")
 

@@ -1,5 +1,6 @@
 """Teacher checkpoints: `model.pt` (state dict), `teacher.json` (config, number of ensemble members, preprocessing,
-data spec, progress, metrics, and the sha256 of `model.pt`) and, for runs that can resume, `trainer.pt` (optimizer and scheduler state).
+data spec, progress, metrics, and the sha256 of `model.pt`) and, for runs that can resume, `trainer.pt` (optimizer
+and scheduler state).
 
 Every tensor file loads with weights_only=True, and `model.pt` only after its sha256 matched the one recorded in
 `teacher.json`, so a corrupted or swapped weights file is refused before torch reads it. Weights may be stored in
