@@ -117,8 +117,8 @@ def finetune(spec: dict, out: str, teacher: TeacherSettings = TeacherSettings(),
     model = runs[SHIFTS[0]][0] if len(runs) == 1 else Ensemble([m for m, _ in runs.values()])
     clf = Classifying(model)
     metrics = classification_metrics(te.labels, predict_logits(clf, inputs(data["test"])))
-    val_accuracy = float((predict_logits(clf, inputs(data["val"])).argmax(1) == va.labels).mean()) if len(va) \
-        else None
+    val_accuracy = classification_metrics(va.labels, predict_logits(clf, inputs(data["val"])))["accuracy"] \
+        if len(va) else None
     state = {"runs": {f"{k:g}": h for k, (_, h) in runs.items()}, "pretrained": teacher.pretrained,
              "labels_per_class": finetuning.labels_per_class, "train_encoder": not finetuning.freeze_encoder,
              "val_accuracy": val_accuracy, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
