@@ -289,6 +289,9 @@ def distill_table(summary: dict) -> list[str]:
              f"({'better on validation' if summary['windows']['val'] else 'no validation windows to choose by'}), "
              f"test accuracy {s['test_accuracy']:.3f}; {summary['compression']}x fewer "
              f"parameters than the teacher; {summary['windows']['test']} test windows"]
+    if summary.get("rounds", 1) > 1:
+        lines.append(f"distilled in {summary['rounds']} rounds: the last student learnt from the teacher and the "
+                     f"student before it on the {summary['windows']['train_unlabelled']} unlabelled windows")
     if summary.get("note"):
         lines.append(f"note: {summary['note']}")
     return lines

@@ -8,6 +8,7 @@ import pytest
 
 from edgekit.settings import DataSettings, DistillSettings, TeacherSettings
 from edgekit.checkpoint import load_checkpoint
+from edgekit.cli import distill_table
 from edgekit.data import load_dataset
 from edgekit.distill import CACHE_DIR, distill, teacher_outputs
 from edgekit.teacher.store import load_teacher
@@ -51,13 +52,16 @@ def test_distilled_student_summary_and_cached_teacher_outputs(teacher, tmp_path,
     import edgekit.teacher.data as td
 
     monkeypatch.setattr(td, "prepare", lambda *a, **k: (_ for _ in ()).throw(AssertionError("teacher ran")))
-    distill(str(teacher), str(tmp_path / "s2"), params="3k", train_settings=QUICK, progress=False)
+    again = distill(str(teacher), str(tmp_path / "s2"), params="3k", train_settings=QUICK, progress=False)
+    assert summary["rounds"] == 2 and again["rounds"] == 1  # self-training only with unlabelled windows
     assert len(sorted((teacher / CACHE_DIR).glob("*.npz"))) == 4
 
 
 def test_few_labels_the_rest_through_the_teacher(teacher, tmp_path):
     summary = distill(str(teacher), str(tmp_path / "s"), labels_per_class=2, train_settings=QUICK, progress=False)
     assert summary["windows"]["train_labelled"] == 8 and summary["windows"]["train_unlabelled"] == 24
+    assert summary["rounds"] == 2  # self-training on the unlabelled windows
+    assert "2 rounds" in "\n".join(distill_table(summary))
     with pytest.raises(UserError, match="at least 1"):
         distill(str(teacher), str(tmp_path / "x"), labels_per_class=0, train_settings=QUICK, progress=False)
 

@@ -18,6 +18,12 @@ from torch import nn
 from .model import Teacher
 
 
+def mean_probabilities(logits) -> torch.Tensor:
+    """Logits whose softmax is the mean of the class probabilities of several logits [B, K] of the same windows."""
+    probs = torch.stack([torch.log_softmax(x, -1) for x in logits])
+    return torch.logsumexp(probs, 0) - math.log(len(logits))
+
+
 class Ensemble(nn.Module):
     """Fine-tuned teachers of one configuration and classes: logits are the log of their mean class probabilities,
     an embedding is their embeddings side by side."""
@@ -35,8 +41,7 @@ class Ensemble(nn.Module):
     def outputs(self, values, times, observed) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits [B, K], embeddings [B, runs·C·d]) of a batch of windows."""
         logits, emb = zip(*(m.outputs(values, times, observed) for m in self.members))
-        probs = torch.stack([torch.log_softmax(x, -1) for x in logits])
-        return torch.logsumexp(probs, 0) - math.log(len(logits)), torch.cat(emb, -1)
+        return mean_probabilities(logits), torch.cat(emb, -1)
 
     def classify(self, values, times, observed):
         return self.outputs(values, times, observed)[0]
