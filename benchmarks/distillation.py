@@ -190,7 +190,9 @@ def report(rows: list[dict], args) -> None:
                  "file_kib", "latency_ms"],
                 vars(args) | {"datasets": ",".join(everywhere), "per_seed": rows},
                 notes="student alone / distilled: the first fits inside `edgekit distill`, on the same windows and "
-                      "preprocessing (labels only vs labels + the teacher's soft labels); student kept: the better of "
+                      "preprocessing (labels only vs labels + the teacher's soft labels; with unlabelled windows the "
+                      "distilled student is the second of two rounds, taught by the mean of the teacher and the "
+                      "first); student kept: the better of "
                       "the two on the validation windows, refitted on training + validation windows (without a "
                       "validation split: the distilled one). teacher_agreement: share of test windows where the "
                       "student's class is the teacher's. student kept, int8: the kept student exported as "

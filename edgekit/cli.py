@@ -254,7 +254,9 @@ def distill(teacher, dataset, unlabeled, window, params, width, labels_per_class
 
     The same student is also trained on the labels alone; the better of the two on the validation windows is
     kept (and refitted on training + validation windows), and all three are shown side by side. Teacher outputs
-    are cached next to the teacher, so distilling several students runs the teacher once.
+    are cached next to the teacher, so distilling several students runs the teacher once. With unlabelled windows
+    (--unlabeled, --labels-per-class) distillation runs twice: the second student learns from the mean of the
+    teacher's and the first student's class probabilities (self-training).
     """
     from pathlib import Path
 
