@@ -57,10 +57,24 @@ def test_distilled_student_summary_and_cached_teacher_outputs(teacher, tmp_path,
     assert len(sorted((teacher / CACHE_DIR).glob("*.npz"))) == 4
 
 
-def test_few_labels_the_rest_through_the_teacher(teacher, tmp_path):
+def test_few_labels_the_rest_through_the_teacher(teacher, tmp_path, monkeypatch):
+    import sys
+
+    import edgekit.teacher.ensemble as ens
+
+    mixed = []  # the second round's targets: the teacher's and the first student's logits of the same windows
+    mean = ens.mean_probabilities
+
+    def spy(logits):
+        if sys._getframe(1).f_globals["__name__"] == "edgekit.distill":  # not the two-run teacher's own average
+            mixed.append([tuple(x.shape) for x in logits])
+        return mean(logits)
+
+    monkeypatch.setattr(ens, "mean_probabilities", spy)
     summary = distill(str(teacher), str(tmp_path / "s"), labels_per_class=2, train_settings=QUICK, progress=False)
     assert summary["windows"]["train_labelled"] == 8 and summary["windows"]["train_unlabelled"] == 24
     assert summary["rounds"] == 2  # self-training on the unlabelled windows
+    assert mixed == [[(32, 4), (32, 4)], [(8, 4), (8, 4)]]  # training windows, then validation ones
     assert "2 rounds" in "\n".join(distill_table(summary))
     with pytest.raises(UserError, match="at least 1"):
         distill(str(teacher), str(tmp_path / "x"), labels_per_class=0, train_settings=QUICK, progress=False)
