@@ -9,7 +9,8 @@ Loss per batch (weights and temperature configurable):
 with s, t the student's and teacher's logits, f_s the student's pooled features, P a linear projection trained
 alongside (not part of the exported student), and z(f_t) the teacher's embedding standardised per dimension.
 The teacher's logits and embeddings are computed once per data set and cached on disk next to the teacher, keyed
-by the teacher's weights and the exact windows, so distilling several students does not rerun the teacher.
+by the edgekit version, the teacher's files and the exact windows (values, timestamps, mask, uncertainty), so
+distilling several students does not rerun the teacher.
 
 With unlabelled training windows (the label-scarce regime) distillation runs twice, as self-training: the second
 student learns from the mean of the teacher's and the first student's class probabilities, since the first student,
@@ -32,6 +33,7 @@ from torch import nn
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write
 
+from . import __version__
 from .data import WindowSet, load_spec, model_inputs, split_from_spec
 from .settings import DistillSettings
 from .train import student_config
@@ -82,9 +84,11 @@ def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, 
     """(logits [N, K], embeddings [N, d]) of the teacher on `ds`, from the on-disk cache when present."""
     from .teacher.data import prepare
 
-    h = hashlib.sha256()
-    h.update((Path(teacher_dir) / "model.pt").read_bytes())
-    h.update(np.ascontiguousarray(ds.values).tobytes())
+    h = hashlib.sha256(__version__.encode())  # a new edgekit may prepare windows differently
+    for name in ("model.pt", "teacher.json"):  # weights, and the preprocessing the teacher was fine-tuned with
+        h.update((Path(teacher_dir) / name).read_bytes())
+    for part in (ds.values, ds.timestamps, ds.mask, ds.uncertainty):  # all the teacher reads of a window
+        h.update(b"-" if part is None else np.ascontiguousarray(part).tobytes())
     path = Path(teacher_dir) / CACHE_DIR / f"{h.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:

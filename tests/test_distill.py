@@ -57,6 +57,23 @@ def test_distilled_student_summary_and_cached_teacher_outputs(teacher, tmp_path,
     assert len(sorted((teacher / CACHE_DIR).glob("*.npz"))) == 4
 
 
+def test_teacher_outputs_cached_per_window_times(teacher, tmp_path):
+    """The same values at other times are other windows to the teacher: the cache must not answer for them."""
+    import shutil
+    from dataclasses import replace
+
+    t_dir = tmp_path / "t"
+    shutil.copytree(teacher, t_dir, ignore=shutil.ignore_patterns(CACHE_DIR))
+    ckpt = load_teacher(t_dir)
+    ds = load_dataset("BasicMotions").subset(np.arange(6))
+    first = teacher_outputs(str(t_dir), ckpt, ds)
+    assert np.array_equal(teacher_outputs(str(t_dir), ckpt, ds)[0], first[0])
+    slow = np.arange(ds.length) / ds.sampling_rate * 4  # the same samples, four times as far apart
+    stretched = replace(ds, timestamps=np.tile(slow, (len(ds), 1)))
+    teacher_outputs(str(t_dir), ckpt, stretched)
+    assert len(list((t_dir / CACHE_DIR).glob("*.npz"))) == 2
+
+
 def test_few_labels_the_rest_through_the_teacher(teacher, tmp_path, monkeypatch):
     import sys
 
