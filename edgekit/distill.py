@@ -215,7 +215,8 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
                       "teacher_agreement": float((logits.argmax(1) == t_test).mean())}  # on the test windows
     final, final_history = candidates[kept]
     if train_settings.refit and len(va):  # the kept kind again, on training + validation windows
-        recipe = replace(train_settings, patience=None, epochs=final_history.get("best_epoch") or final_history["epochs_run"])
+        epochs = final_history.get("best_epoch") or final_history["epochs_run"]
+        recipe = replace(train_settings, patience=None, epochs=epochs)
         if kept == "distilled":
             final, _ = distilled(np.concatenate([x_train, x_val]), np.concatenate([y_train, va.labels]),
                                  np.concatenate([targets, val_targets]), np.concatenate([embeddings, val_outs[1]]),
@@ -242,7 +243,8 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
         "windows": {"train_labelled": len(keep), "train_unlabelled": len(y_train) - len(keep), "val": len(va),
                     "test": len(te)},
         "teacher": {"parameters": t_params, "macs": teacher.model.macs(ds.n_channels, ds.length),
-                    "val_accuracy": t_val, "test_accuracy": t_metrics["accuracy"], "test_macro_f1": t_metrics["macro_f1"]},
+                    "val_accuracy": t_val, "test_accuracy": t_metrics["accuracy"],
+                    "test_macro_f1": t_metrics["macro_f1"]},
         "alone": side["alone"],
         "distilled": side["distilled"],
         "gain": round(side["distilled"]["test_accuracy"] - side["alone"]["test_accuracy"], 4),
