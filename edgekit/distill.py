@@ -9,8 +9,8 @@ Loss per batch (weights and temperature configurable):
 with s, t the student's and teacher's logits, f_s the student's pooled features, P a linear projection trained
 alongside (not part of the exported student), and z(f_t) the teacher's embedding standardised per dimension.
 The teacher's logits and embeddings are computed once per data set and cached on disk next to the teacher, keyed
-by the edgekit version, the teacher's files and the exact windows (values, timestamps, mask, uncertainty), so
-distilling several students does not rerun the teacher.
+by the edgekit version, the teacher's manifest (its preprocessing and its weights' sha256, checked on loading) and
+the exact windows (values, timestamps, mask, uncertainty), so distilling several students does not rerun the teacher.
 
 With unlabelled training windows (the label-scarce regime) distillation runs twice, as self-training: the second
 student learns from the mean of the teacher's and the first student's class probabilities, since the first student,
@@ -85,8 +85,7 @@ def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, 
     from .teacher.data import prepare
 
     h = hashlib.sha256(__version__.encode())  # a new edgekit may prepare windows differently
-    for name in ("model.pt", "teacher.json"):  # weights, and the preprocessing the teacher was fine-tuned with
-        h.update((Path(teacher_dir) / name).read_bytes())
+    h.update((Path(teacher_dir) / "teacher.json").read_bytes())  # the preprocessing, and the weights' sha256
     for part in (ds.values, ds.timestamps, ds.mask, ds.uncertainty):  # all the teacher reads of a window
         h.update(b"-" if part is None else np.ascontiguousarray(part).tobytes())
     path = Path(teacher_dir) / CACHE_DIR / f"{h.hexdigest()[:24]}.npz"
