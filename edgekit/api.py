@@ -4,9 +4,9 @@ Each function takes the settings classes its command's options are made from (ed
 defaults, and returns the summary the command's --json writes:
 
     from edgekit import api
-    from edgekit.settings import DataSettings, ExportSettings, TeacherSettings
+    from edgekit.settings import DataSettings, ExportSettings
 
-    teacher = api.finetune("GunPoint", "runs/gp/teacher", TeacherSettings(pretrained="general"))
+    teacher = api.finetune("GunPoint", "runs/gp/teacher")  # from the general teacher that ships with edgekit
     student = api.distill("runs/gp/teacher", "runs/gp/student")
     api.export("runs/gp/student", "runs/gp/model-int8", ExportSettings(precision="int8"))
     api.bundle(["runs/gp/model-int8"], "runs/gp/bundle", checkpoint="runs/gp/student")
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .settings import (BundleSettings, DataSettings, DistillSettings, ExportSettings, FinetuneSettings, SplitSettings,
-                       TeacherSettings)
+from .settings import (FINETUNE_TEACHER, BundleSettings, DataSettings, DistillSettings, ExportSettings,
+                       FinetuneSettings, SplitSettings, TeacherSettings)
 from .teacher.settings import PretrainSettings
 from .train_settings import FINETUNE, TrainSettings
 
@@ -48,7 +48,7 @@ def pretrain(data: str | DataSettings, out: str, teacher: TeacherSettings = Teac
     return start_or_resume(_spec(data), out, teacher, settings, split, resume=resume, progress=progress)
 
 
-def finetune(data: str | DataSettings, out: str, teacher: TeacherSettings = TeacherSettings(pretrained="general"),
+def finetune(data: str | DataSettings, out: str, teacher: TeacherSettings = FINETUNE_TEACHER,
              finetuning: FinetuneSettings = FinetuneSettings(), split: SplitSettings = SplitSettings(),
              settings: TrainSettings = FINETUNE, progress: bool = True) -> dict:
     """`edgekit finetune`: a teacher (by default the general one that ships with edgekit) fine-tuned on labels."""

@@ -14,8 +14,8 @@ from pathlib import Path
 from edgekit_exporters.formats import FORMATS
 from edgekit_runtime.errors import UserError
 
-from .settings import (REQUIRED, BundleSettings, DataSettings, DistillSettings, ExportSettings, FinetuneSettings, Key,
-                       SplitSettings, TeacherSettings, from_recipe, recipe_keys)
+from .settings import (FINETUNE_TEACHER, NEW_TEACHER, REQUIRED, BundleSettings, DataSettings, DistillSettings,
+                       ExportSettings, FinetuneSettings, Key, SplitSettings, TeacherSettings, from_recipe, recipe_keys)
 from .sweep import SweepSettings
 from .teacher.settings import MaskSettings, PretrainSettings
 from .train_settings import FINETUNE, FINETUNE_RECIPE, RECIPE, TrainSettings
@@ -26,9 +26,9 @@ def _sections() -> dict[str, dict[str, Key]]:
     return {
         # data.seed seeds every stage (the split, initialisation and batches), as --seed does
         "data": {**recipe_keys(DataSettings), **recipe_keys(SplitSettings), **recipe_keys(TrainSettings, only=("seed",))},
-        # pretrained = "general": start from the teacher that ships with edgekit (size, attention and patch are
-        # then its own); otherwise a fresh teacher of `size`
-        "teacher": recipe_keys(TeacherSettings),
+        # pretrained = "general" (the default): start from the teacher that ships with edgekit (size, attention and
+        # patch are then its own); "none": a new teacher of `size`
+        "teacher": recipe_keys(TeacherSettings, defaults=FINETUNE_TEACHER),
         # steps = 0: no self-supervised pretraining on this data (the general teacher, or a teacher from scratch,
         # is fine-tuned directly); steps > 0 with teacher.pretrained continues pretraining it on this data
         "pretrain": {"steps": Key(int, 0, minimum=0),
@@ -156,6 +156,12 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         if (e["format"], e["precision"]) in seen:
             raise UserError(f"{where}: export {e['format']} {e['precision']} is listed twice")
         seen.add((e["format"], e["precision"]))
+    shaped = [f"teacher.{k}" for k in ("size", "patch") if k in raw.get("teacher", {})]
+    if shaped and values["teacher"]["pretrained"] != NEW_TEACHER:
+        these = "these" if len(shaped) > 1 else "this"
+        raise UserError(f"{where}: {', '.join(shaped)}: only a new teacher takes {these}, and teacher.pretrained = "
+                        f"{values['teacher']['pretrained']!r} keeps its own (add pretrained = \"{NEW_TEACHER}\" for a "
+                        "new teacher)")
     d = values["data"]
     d["dataset"] = _resolve_dataset(where, d["dataset"], path.parent)
     values["distill"]["unlabeled"] = [_resolve_dataset(where, u, path.parent) for u in values["distill"]["unlabeled"]]

@@ -166,14 +166,15 @@ class SplitSettings:
 
 
 TEACHER_SIZES = ("tiny", "small", "base", "large")
+NEW_TEACHER = "none"  # --pretrained none: a new teacher of --size
 
 
 @dataclass(frozen=True)
 class TeacherSettings:
     """Which teacher to start from, or the shape of a new one."""
     pretrained: str | None = setting(None, "The teacher to start from: \"general\" (shipped with edgekit, "
-                                           "pretrained on a corpus of real recordings) or a pretraining run "
-                                           "directory [default: a new teacher of --size].",
+                                           "pretrained on a corpus of real recordings), a pretraining run "
+                                           "directory, or \"none\" for a new teacher of --size.",
                                      aliases=("--from",))
     size: str = setting("small", "A new teacher's size: tiny 18k, small 100k, base 540k, large 1.2M parameters "
                                  "(any channel count).", choices=TEACHER_SIZES)
@@ -184,8 +185,17 @@ class TeacherSettings:
     topk: int = setting(4, "Blocks each query block attends to besides its own (sparse attention).", minimum=1)
     time_bias: bool = setting(True, "The learned relative-time attention bias.")
 
+    def __post_init__(self):
+        if self.pretrained == NEW_TEACHER:  # how a command line or a recipe (TOML has no null) asks for a new one
+            object.__setattr__(self, "pretrained", None)
+
     def model_options(self) -> dict:
         return {k: getattr(self, k) for k in ("size", "attention", "patch", "block", "topk", "time_bias")}
+
+
+# Where fine-tuning starts unless told otherwise (`edgekit finetune`, recipes, edgekit.api): the general teacher, so
+# that no one needs a pretraining run of their own, and no teacher smaller than its student is fine-tuned by default.
+FINETUNE_TEACHER = TeacherSettings(pretrained="general")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ name = "tiny"
 [data]
 dataset = "BasicMotions"
 [teacher]
+pretrained = "none"
 size = "tiny"
 [pretrain]
 steps = {steps}
@@ -54,6 +55,8 @@ def write_recipe(tmp_path, steps=2, params="2k", name="tiny.toml"):
     ('[data]\ndataset = "NoSuchSet"\n', "data.dataset = 'NoSuchSet' is neither a bundled dataset"),
     ('[data]\ndataset = "BasicMotions"\n[teacher]\nsize = "huge"\n', "teacher.size = 'huge' is not allowed; "
                                                                      "allowed: tiny, small, base, large"),
+    ('[data]\ndataset = "BasicMotions"\n[teacher]\nsize = "tiny"\n', "teacher.size: only a new teacher takes "
+                                                                     "this, and teacher.pretrained = 'general'"),
     ('[data]\ndataset = "BasicMotions"\n[finetune]\nepochs = "ten"\n', "finetune.epochs must be an integer"),
     ('[data]\ndataset = "BasicMotions"\n[bundle]\narchive = 1\n', "bundle.archive must be true or false"),
     ('[data]\ndataset = "BasicMotions"\n[[export]]\nprecision = "fp16"\n', "allowed: fp32, int8"),

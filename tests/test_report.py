@@ -22,6 +22,7 @@ name = "report-test"
 [data]
 dataset = "BasicMotions"
 [teacher]
+pretrained = "none"
 size = "tiny"
 [pretrain]
 steps = 0

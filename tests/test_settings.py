@@ -35,8 +35,8 @@ def test_a_recipe_sets_every_setting_of_its_stage_with_the_commands_default(comm
     missing = set(options) - set(keys) - elsewhere
     assert not missing, f"{command.name}: options a recipe cannot set: {sorted(missing)}"
     shared = set(options) & set(keys) - elsewhere
-    if command is pretrain:  # a recipe skips pretraining by default (steps = 0), and pretraining alone is where
-        shared -= {"steps", "size"}  # a large teacher pays (teacher.cli.PRETRAIN_TEACHER)
+    if command is pretrain:  # a recipe skips pretraining by default (steps = 0) and fine-tunes the general teacher;
+        shared -= {"steps", "size", "pretrained"}  # pretraining alone builds a new large one (cli.PRETRAIN_TEACHER)
     assert shared
 
     def plain(v):

@@ -14,7 +14,7 @@ from edgekit.teacher.attention import TimeBias, dense_attention, scan_attention,
 from edgekit.teacher.data import prepare
 from edgekit.teacher.loss import masked_reconstruction_loss, uncertainty_weights
 from edgekit.teacher.masking import make_masks
-from edgekit.teacher.model import Teacher, TeacherConfig, crop_starts, random_crops
+from edgekit.teacher.model import SIZES, Teacher, TeacherConfig, crop_starts, random_crops
 from edgekit.teacher.pretrain import pretrain, reconstruction_rmse
 from edgekit.teacher.settings import MaskSettings, PretrainSettings
 from edgekit.teacher.store import TeacherCheckpoint, load_teacher
@@ -337,6 +337,16 @@ def test_finetune_and_embed_commands(tmp_path):
     assert r.exit_code == 0, r.output
     r = here("pretrain", "BasicMotions", "--size", "tiny", "--steps", "20", "--out", tmp_path / "t", "--quiet")
     assert r.exit_code == 1 and "already exists" in r.output
+    # fine-tuning starts from the general teacher unless told otherwise, so a new teacher's shape alone is a mistake
+    for command in ("finetune", "pretrain"):
+        r = here(command, "GunPoint", "--pretrained", "general", "--size", "tiny", "--out", tmp_path / "x")
+        assert r.exit_code == 1 and "add --pretrained none" in r.output and r.output.count("\n") == 1
+    r = here("finetune", "GunPoint", "--size", "tiny", "--out", tmp_path / "x")
+    assert r.exit_code == 1 and "'general' keeps its own" in r.output and not (tmp_path / "x").exists()
+    r = here("finetune", "GunPoint", "--pretrained", "none", "--size", "tiny", "--steps", "2", "--out", tmp_path / "n")
+    assert r.exit_code == 0 and ", new, " in r.output, r.output
+    new = load_teacher(tmp_path / "n")
+    assert new.state["pretrained"] is None and new.model.cfg.d_model == SIZES["tiny"]["d_model"]
 
 
 def test_the_shipped_general_teacher_loads_and_a_tampered_one_is_refused(tmp_path):

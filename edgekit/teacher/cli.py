@@ -9,12 +9,26 @@ import click
 
 from edgekit_runtime.errors import UserError
 
-from ..settings import (DataSettings, FinetuneSettings, SplitSettings, TeacherSettings, from_options, options)
+from ..settings import (FINETUNE_TEACHER, DataSettings, FinetuneSettings, SplitSettings, TeacherSettings, from_options,
+                        options)
 from ..train_settings import FINETUNE, FINETUNE_RECIPE, TrainSettings
 from .settings import MaskSettings, PretrainSettings
 
-# pretraining of your own: a large encoder is where pretraining pays (fine-tuning from scratch defaults to small)
+# pretraining of your own: a new large encoder, where pretraining pays (--pretrained general continues the shipped one;
+# a new teacher fine-tuned without pretraining defaults to small)
 PRETRAIN_TEACHER = TeacherSettings(size="large")
+
+
+def _check_shape_options(teacher: TeacherSettings) -> None:
+    """A pretrained teacher keeps its own size and patch: giving them is a mistake, not a request."""
+    ctx = click.get_current_context()
+    shaped = [f"--{k}" for k in ("size", "patch")
+              if k in ctx.params and ctx.get_parameter_source(k).name == "COMMANDLINE"]
+    if teacher.pretrained is not None and shaped:
+        given = ", ".join(shaped)
+        raise UserError(f"{given}: only a new teacher takes {'these' if len(shaped) > 1 else 'this'}, and "
+                        f"{teacher.pretrained!r} keeps its own (add --pretrained none for a new teacher, or leave "
+                        f"{given} out)")
 
 
 def _write_json(path, obj):
@@ -50,6 +64,7 @@ def pretrain(out, resume, overwrite, json_out, quiet, **kwargs):
 
     split = from_options(SplitSettings, kwargs)
     teacher = from_options(TeacherSettings, kwargs, PRETRAIN_TEACHER)
+    _check_shape_options(teacher)
     settings = from_options(PretrainSettings, kwargs, mask=from_options(MaskSettings, kwargs, prefix="mask_"))
     spec = from_options(DataSettings, kwargs).spec()
     out = out or f"runs/{Path(spec['dataset']).name}/teacher"
@@ -84,17 +99,22 @@ def pretrain(out, resume, overwrite, json_out, quiet, **kwargs):
 @click.command()
 @options(DataSettings)
 @options(SplitSettings)
-@options(TeacherSettings, only=("pretrained", "size", "attention", "patch"))
+@options(TeacherSettings, only=("pretrained", "size", "attention", "patch"), defaults=FINETUNE_TEACHER)
 @options(FinetuneSettings)
 @options(TrainSettings, only=(*FINETUNE_RECIPE, "seed"), defaults=FINETUNE)
 @click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/finetuned].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def finetune(out, json_out, quiet, **kwargs):
-    """Fine-tune a teacher on DATASET's labels (from scratch without --pretrained); report test accuracy/macro-F1."""
+    """Fine-tune a teacher on DATASET's labels; report test accuracy/macro-F1.
+
+    It starts from the general teacher that ships with edgekit unless --pretrained names another (a pretraining run
+    directory) or is "none": a new teacher of --size, --attention and --patch, trained on the labels alone.
+    """
     from .finetune import finetune as run
 
-    teacher = from_options(TeacherSettings, kwargs)
+    teacher = from_options(TeacherSettings, kwargs, FINETUNE_TEACHER)
+    _check_shape_options(teacher)
     finetuning = from_options(FinetuneSettings, kwargs)
     split = from_options(SplitSettings, kwargs)
     settings = from_options(TrainSettings, kwargs, FINETUNE)
@@ -105,8 +125,8 @@ def finetune(out, json_out, quiet, **kwargs):
     runs = len(summary["runs"])
     averaged = f", {runs} fine-tuning runs averaged" if runs > 1 else ""
     click.echo(f"teacher      {summary['parameters']:,} parameters, "
-               f"{'pretrained' if teacher.pretrained else 'from scratch'}, {summary['windows']['train']} labelled windows"
-               f"{averaged}\n"
+               f"{'from ' + teacher.pretrained if teacher.pretrained else 'new'}, "
+               f"{summary['windows']['train']} labelled windows{averaged}\n"
                f"test         accuracy {summary['test_accuracy']:.3f}, macro-F1 {summary['test_macro_f1']:.3f}\n"
                f"checkpoint   {out}")
 

@@ -2,7 +2,7 @@
 
 `build_general` rebuilds it (`make teacher`): 5% of every source's windows are held out for the validation RMSE,
 the run checkpoints and resumes like any pretraining run, and the finished encoder is written in fp16 with the
-corpus manifest and the pretraining log beside it. `edgekit finetune DATA --pretrained general` starts from it.
+corpus manifest and the pretraining log beside it. `edgekit finetune DATA` starts from it by default.
 """
 
 from __future__ import annotations
