@@ -14,8 +14,9 @@ from pathlib import Path
 from edgekit_exporters.formats import FORMATS
 from edgekit_runtime.errors import UserError
 
-from .settings import (FINETUNE_TEACHER, NEW_TEACHER, REQUIRED, BundleSettings, DataSettings, DistillSettings,
-                       ExportSettings, FinetuneSettings, Key, SplitSettings, TeacherSettings, from_recipe, recipe_keys)
+from .settings import (FINETUNE_TEACHER, NEW_TEACHER, NEW_TEACHER_SHAPE, REQUIRED, BundleSettings, DataSettings,
+                       DistillSettings, ExportSettings, FinetuneSettings, Key, SplitSettings, TeacherSettings,
+                       from_recipe, recipe_keys)
 from .sweep import SweepSettings
 from .teacher.settings import MaskSettings, PretrainSettings
 from .train_settings import FINETUNE, FINETUNE_RECIPE, RECIPE, TrainSettings
@@ -156,7 +157,7 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         if (e["format"], e["precision"]) in seen:
             raise UserError(f"{where}: export {e['format']} {e['precision']} is listed twice")
         seen.add((e["format"], e["precision"]))
-    shaped = [f"teacher.{k}" for k in ("size", "patch") if k in raw.get("teacher", {})]
+    shaped = [f"teacher.{k}" for k in NEW_TEACHER_SHAPE if k in raw.get("teacher", {})]
     if shaped and values["teacher"]["pretrained"] != NEW_TEACHER:
         these = "these" if len(shaped) > 1 else "this"
         raise UserError(f"{where}: {', '.join(shaped)}: only a new teacher takes {these}, and teacher.pretrained = "

@@ -167,6 +167,7 @@ class SplitSettings:
 
 TEACHER_SIZES = ("tiny", "small", "base", "large")
 NEW_TEACHER = "none"  # --pretrained none: a new teacher of --size
+NEW_TEACHER_SHAPE = ("size", "patch")  # what only a new teacher takes; a pretrained one keeps its own
 
 
 @dataclass(frozen=True)

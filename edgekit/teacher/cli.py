@@ -9,8 +9,8 @@ import click
 
 from edgekit_runtime.errors import UserError
 
-from ..settings import (FINETUNE_TEACHER, DataSettings, FinetuneSettings, SplitSettings, TeacherSettings, from_options,
-                        options)
+from ..settings import (FINETUNE_TEACHER, NEW_TEACHER_SHAPE, DataSettings, FinetuneSettings, SplitSettings,
+                        TeacherSettings, from_options, options)
 from ..train_settings import FINETUNE, FINETUNE_RECIPE, TrainSettings
 from .settings import MaskSettings, PretrainSettings
 
@@ -22,7 +22,7 @@ PRETRAIN_TEACHER = TeacherSettings(size="large")
 def _check_shape_options(teacher: TeacherSettings) -> None:
     """A pretrained teacher keeps its own size and patch: giving them is a mistake, not a request."""
     ctx = click.get_current_context()
-    shaped = [f"--{k}" for k in ("size", "patch")
+    shaped = [f"--{k}" for k in NEW_TEACHER_SHAPE
               if k in ctx.params and ctx.get_parameter_source(k).name == "COMMANDLINE"]
     if teacher.pretrained is not None and shaped:
         given = ", ".join(shaped)
