@@ -27,8 +27,8 @@ def _sections() -> dict[str, dict[str, Key]]:
     return {
         # data.seed seeds every stage (the split, initialisation and batches), as --seed does
         "data": {**recipe_keys(DataSettings), **recipe_keys(SplitSettings), **recipe_keys(TrainSettings, only=("seed",))},
-        # pretrained = "general" (the default): start from the teacher that ships with edgekit (size, attention and
-        # patch are then its own); "none": a new teacher of `size`
+        # pretrained = "general" (the default): start from the teacher that ships with edgekit (size, patch and time
+        # bias are then its own; attention, block and topk choose the backend any teacher runs); "none": a new one
         "teacher": recipe_keys(TeacherSettings, defaults=FINETUNE_TEACHER),
         # steps = 0: no self-supervised pretraining on this data (the general teacher, or a teacher from scratch,
         # is fine-tuned directly); steps > 0 with teacher.pretrained continues pretraining it on this data

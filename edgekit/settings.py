@@ -167,7 +167,7 @@ class SplitSettings:
 
 TEACHER_SIZES = ("tiny", "small", "base", "large")
 NEW_TEACHER = "none"  # --pretrained none: a new teacher of --size
-NEW_TEACHER_SHAPE = ("size", "patch")  # what only a new teacher takes; a pretrained one keeps its own
+NEW_TEACHER_SHAPE = ("size", "patch", "time_bias")  # what only a new teacher takes; a pretrained one keeps its own
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,8 @@ class TeacherSettings:
     size: str = setting("small", "A new teacher's size: tiny 18k, small 100k, base 540k, large 1.2M parameters "
                                  "(any channel count).", choices=TEACHER_SIZES)
     attention: str = setting("dense", "dense: exact, O(N²) memory; sparse: block top-k, O(N·k·B); scan: exact, "
-                                      "linear memory.", choices=("dense", "sparse", "scan"))
+                                      "linear memory (any teacher: the backends share weights).",
+                             choices=("dense", "sparse", "scan"))
     patch: int = setting(8, "Samples per token of a new teacher.", minimum=1)
     block: int = setting(64, "Key block size of sparse attention.", minimum=1)
     topk: int = setting(4, "Blocks each query block attends to besides its own (sparse attention).", minimum=1)
@@ -190,8 +191,12 @@ class TeacherSettings:
         if self.pretrained == NEW_TEACHER:  # how a command line or a recipe (TOML has no null) asks for a new one
             object.__setattr__(self, "pretrained", None)
 
+    def backend(self) -> dict:
+        """The attention backend's options, which every teacher takes (pretrained ones keep their weights)."""
+        return {k: getattr(self, k) for k in ("attention", "block", "topk")}
+
     def model_options(self) -> dict:
-        return {k: getattr(self, k) for k in ("size", "attention", "patch", "block", "topk", "time_bias")}
+        return {**self.backend(), **{k: getattr(self, k) for k in ("size", "patch", "time_bias")}}
 
 
 # Where fine-tuning starts unless told otherwise (`edgekit finetune`, recipes, edgekit.api): the general teacher, so

@@ -333,14 +333,19 @@ def test_finetune_and_embed_commands(tmp_path):
     assert r.exit_code == 0, r.output
     assert np.load(tmp_path / "e.npy").shape == (80, 2 * 6 * 32)  # both runs' embeddings side by side
     # a teacher pretrained on 6 channels fine-tunes on 1 (channel-independent tokens)
-    r = here("finetune", "GunPoint", "--pretrained", tmp_path / "t", "--steps", "4", "--out", tmp_path / "g", "--quiet")
+    # and runs with the attention backend asked for (pretrained as dense)
+    r = here("finetune", "GunPoint", "--pretrained", tmp_path / "t", "--attention", "scan", "--steps", "4",
+             "--out", tmp_path / "g", "--quiet")
     assert r.exit_code == 0, r.output
+    assert {m.cfg.attention for m in load_teacher(tmp_path / "g").model.members} == {"scan"}
     r = here("pretrain", "BasicMotions", "--size", "tiny", "--steps", "20", "--out", tmp_path / "t", "--quiet")
     assert r.exit_code == 1 and "already exists" in r.output
     # fine-tuning starts from the general teacher unless told otherwise, so a new teacher's shape alone is a mistake
     for command in ("finetune", "pretrain"):
         r = here(command, "GunPoint", "--pretrained", "general", "--size", "tiny", "--out", tmp_path / "x")
         assert r.exit_code == 1 and "add --pretrained none" in r.output and r.output.count("\n") == 1
+    r = here("pretrain", "GunPoint", "--pretrained", "general", "--no-time-bias", "--out", tmp_path / "x")
+    assert r.exit_code == 1 and "--time-bias: only a new teacher" in r.output
     r = here("finetune", "GunPoint", "--size", "tiny", "--out", tmp_path / "x")
     assert r.exit_code == 1 and "'general' keeps its own" in r.output and not (tmp_path / "x").exists()
     r = here("finetune", "GunPoint", "--pretrained", "none", "--size", "tiny", "--steps", "2", "--out", tmp_path / "n")
@@ -369,6 +374,20 @@ def test_the_shipped_general_teacher_loads_and_a_tampered_one_is_refused(tmp_pat
     (bad / "model.pt").write_bytes(bytes(weights))
     with pytest.raises(UserError, match="sha256 differs"):
         load_teacher(bad)
+
+
+def test_the_general_teacher_is_the_same_model_with_any_attention_backend():
+    from edgekit.teacher.general import resolve
+
+    dense = load_teacher(resolve("general")).model.encoder_only().eval()
+    torch.manual_seed(0)
+    x, t, o = torch.randn(2, 3, 400), torch.arange(400.0).expand(2, 400), torch.ones(2, 400, dtype=torch.bool)
+    with torch.no_grad():
+        ref = dense.embed(x, t, o)
+        for attention, block, topk in (("scan", 64, 4), ("sparse", 64, 4)):  # one block covers the context: exact
+            close(dense.with_backend(attention, block, topk).eval().embed(x, t, o), ref, atol=1e-4)
+        sparse = dense.with_backend("sparse", 8, 1).eval().embed(x, t, o)  # two of the eight blocks: not the same
+        assert not torch.allclose(sparse, ref, atol=1e-3)
 
 
 def test_the_general_corpus_matches_its_manifest():

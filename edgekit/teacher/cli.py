@@ -20,9 +20,9 @@ PRETRAIN_TEACHER = TeacherSettings(size="large")
 
 
 def _check_shape_options(teacher: TeacherSettings) -> None:
-    """A pretrained teacher keeps its own size and patch: giving them is a mistake, not a request."""
+    """A pretrained teacher keeps its own shape (size, patch, time bias): giving it is a mistake, not a request."""
     ctx = click.get_current_context()
-    shaped = [f"--{k}" for k in NEW_TEACHER_SHAPE
+    shaped = [f"--{k.replace('_', '-')}" for k in NEW_TEACHER_SHAPE
               if k in ctx.params and ctx.get_parameter_source(k).name == "COMMANDLINE"]
     if teacher.pretrained is not None and shaped:
         given = ", ".join(shaped)
@@ -109,7 +109,8 @@ def finetune(out, json_out, quiet, **kwargs):
     """Fine-tune a teacher on DATASET's labels; report test accuracy/macro-F1.
 
     It starts from the general teacher that ships with edgekit unless --pretrained names another (a pretraining run
-    directory) or is "none": a new teacher of --size, --attention and --patch, trained on the labels alone.
+    directory) or is "none": a new teacher of --size and --patch, trained on the labels alone. --attention picks
+    the backend either runs with (the backends share weights).
     """
     from .finetune import finetune as run
 

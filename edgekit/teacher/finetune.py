@@ -76,11 +76,11 @@ def inputs(data) -> tuple[torch.Tensor, ...]:
 
 def start_encoder(teacher: TeacherSettings) -> tuple[Teacher, object]:
     """(encoder, its preprocessing or None) to fine-tune: a pretrained teacher ("general" or a run directory),
-    or a fresh one of `teacher.size`."""
+    or a fresh one of `teacher.size`; either with `teacher.attention`."""
     if teacher.pretrained is None:
         return Teacher(TeacherConfig.of_size(**teacher.model_options())), None
     base = load_teacher(resolve(teacher.pretrained))
-    return base.model.encoder_only(), base.preprocessing
+    return base.model.encoder_only().with_backend(**teacher.backend()), base.preprocessing
 
 
 def crops_per_window(encoder: Teacher, length: int) -> int:

@@ -288,6 +288,13 @@ class Teacher(nn.Module):
         assert not unexpected and all(k.startswith("classifier.") for k in missing)
         return model
 
+    def with_backend(self, attention: str, block: int, topk: int) -> "Teacher":
+        """This teacher with another attention backend: the backends share their weights, so it is the same model
+        (exactly so for dense and scan, and for sparse when its blocks cover the context)."""
+        model = Teacher(replace(self.cfg, attention=attention, block=block, topk=topk))
+        model.load_state_dict(self.state_dict())
+        return model
+
     def encoder_only(self) -> "Teacher":
         """This encoder without its classification head (to continue pretraining from a fine-tuned teacher)."""
         model = Teacher(replace(self.cfg, n_channels=0, n_classes=0))

@@ -37,7 +37,8 @@ def start_or_resume(spec: dict, out: str, teacher: TeacherSettings, settings: Pr
         torch.manual_seed(s.seed)  # every rank builds the same initial weights
         size = teacher.size
         if teacher.pretrained is not None:
-            model, size = load_teacher(resolve(teacher.pretrained)).model.encoder_only(), teacher.pretrained
+            model = load_teacher(resolve(teacher.pretrained)).model.encoder_only().with_backend(**teacher.backend())
+            size = teacher.pretrained
         else:
             model = Teacher(TeacherConfig.of_size(**teacher.model_options()))
         ckpt = TeacherCheckpoint(model, pre, spec, state={"size": size})
