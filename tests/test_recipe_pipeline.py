@@ -57,6 +57,8 @@ def write_recipe(tmp_path, steps=2, params="2k", name="tiny.toml"):
                                                                      "allowed: tiny, small, base, large"),
     ('[data]\ndataset = "BasicMotions"\n[teacher]\nsize = "tiny"\n', "teacher.size: only a new teacher takes "
                                                                      "this, and teacher.pretrained = 'general'"),
+    ('[data]\ndataset = "BasicMotions"\n[teacher]\ntime_bias = false\npatch = 4\n',
+     "teacher.patch, teacher.time_bias: only a new teacher takes these"),
     ('[data]\ndataset = "BasicMotions"\n[finetune]\nepochs = "ten"\n', "finetune.epochs must be an integer"),
     ('[data]\ndataset = "BasicMotions"\n[bundle]\narchive = 1\n', "bundle.archive must be true or false"),
     ('[data]\ndataset = "BasicMotions"\n[[export]]\nprecision = "fp16"\n', "allowed: fp32, int8"),
