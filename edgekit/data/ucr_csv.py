@@ -23,6 +23,8 @@ def write_ucr_csv(name: str, folder: str | Path) -> int:
         warnings.simplefilter("ignore")
         for split in ("train", "test"):
             x, y = aeon.datasets.load_classification(name, split=split, extract_path=data)
+            if not isinstance(x, np.ndarray):  # aeon gives a list of series when their lengths differ
+                raise ValueError(f"{name}: its series differ in length; only equal-length datasets are written")
             n, c, t = x.shape
             rows = x.transpose(0, 2, 1).reshape(-1, c)
             labels = np.repeat(np.asarray(y).astype(str), t)
