@@ -75,8 +75,8 @@ def inputs(data) -> tuple[torch.Tensor, ...]:
 
 
 def start_encoder(teacher: TeacherSettings) -> tuple[Teacher, object]:
-    """(encoder, its preprocessing or None) to fine-tune: a pretrained teacher ("general" or a run directory),
-    or a fresh one of `teacher.size`; either with `teacher.attention`."""
+    """(encoder, its preprocessing or None) to fine-tune or pretrain further: a pretrained teacher ("general" or a
+    run directory), or a fresh one of `teacher.size`; either with `teacher.attention`."""
     if teacher.pretrained is None:
         return Teacher(TeacherConfig.of_size(**teacher.model_options())), None
     base = load_teacher(resolve(teacher.pretrained))

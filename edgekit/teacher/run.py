@@ -8,11 +8,10 @@ from ..data import load_spec, resolve_split, split_from_spec
 from ..normalization import fit_preprocessing
 from ..settings import SplitSettings, TeacherSettings
 from .data import prepare
-from .general import resolve
-from .model import Teacher, TeacherConfig
+from .finetune import start_encoder
 from .pretrain import pretrain, resume_checkpoint
 from .settings import MaskSettings, PretrainSettings
-from .store import TeacherCheckpoint, load_teacher
+from .store import TeacherCheckpoint
 
 
 def start_or_resume(spec: dict, out: str, teacher: TeacherSettings, settings: PretrainSettings,
@@ -35,13 +34,8 @@ def start_or_resume(spec: dict, out: str, teacher: TeacherSettings, settings: Pr
     if not resume:
         pre = fit_preprocessing(train, "auto", spec.get("stride") or ds.length)
         torch.manual_seed(s.seed)  # every rank builds the same initial weights
-        size = teacher.size
-        if teacher.pretrained is not None:
-            model = load_teacher(resolve(teacher.pretrained)).model.encoder_only().with_backend(**teacher.backend())
-            size = teacher.pretrained
-        else:
-            model = Teacher(TeacherConfig.of_size(**teacher.model_options()))
-        ckpt = TeacherCheckpoint(model, pre, spec, state={"size": size})
+        model, _ = start_encoder(teacher)  # this data's preprocessing, whatever the encoder's own
+        ckpt = TeacherCheckpoint(model, pre, spec, state={"size": teacher.pretrained or teacher.size})
     patch = ckpt.model.cfg.patch
     summary = pretrain(ckpt, [prepare(train, ckpt.preprocessing, patch)], [prepare(val, ckpt.preprocessing, patch)],
                        s, out, progress=progress)
