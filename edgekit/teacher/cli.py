@@ -22,7 +22,8 @@ PRETRAIN_TEACHER = TeacherSettings(size="large")
 def _check_shape_options(teacher: TeacherSettings) -> None:
     """A pretrained teacher keeps its own shape (size, patch, time bias): giving it is a mistake, not a request."""
     ctx = click.get_current_context()
-    shaped = [f"--{k.replace('_', '-')}" for k in NEW_TEACHER_SHAPE
+    options = {p.name: "/".join(p.opts + p.secondary_opts) for p in ctx.command.params}  # --time-bias/--no-time-bias
+    shaped = [options[k] for k in NEW_TEACHER_SHAPE
               if k in ctx.params and ctx.get_parameter_source(k).name == "COMMANDLINE"]
     if teacher.pretrained is not None and shaped:
         given = ", ".join(shaped)
