@@ -17,7 +17,7 @@ from edgekit.teacher.masking import make_masks
 from edgekit.teacher.model import SIZES, Teacher, TeacherConfig, crop_starts, random_crops
 from edgekit.teacher.pretrain import pretrain, reconstruction_rmse
 from edgekit.teacher.settings import MaskSettings, PretrainSettings
-from edgekit.teacher.store import TeacherCheckpoint, load_teacher
+from edgekit.teacher.store import TeacherCheckpoint, load_teacher, save_teacher
 from edgekit.normalization import fit_preprocessing
 from edgekit_runtime.errors import UserError
 
@@ -140,6 +140,28 @@ def test_mask_token_hides_the_masked_value_and_embeddings_are_shift_invariant():
                                    atol=1e-4)
 
 
+def test_a_channel_is_pooled_by_the_mean_and_spread_of_its_tokens_and_older_heads_by_the_mean(tmp_path):
+    torch.manual_seed(0)
+    model = tiny().with_classifier(2, 3).eval()
+    values, times = torch.randn(4, 2, 96), torch.arange(96.0)[None].expand(4, 96)
+    observed = torch.ones(4, 96, dtype=torch.bool)
+    with torch.no_grad():
+        tokens = model.token_embeddings(values, times, observed)  # [B·C, L, d]
+        expect = torch.cat([tokens.mean(1), tokens.std(1, unbiased=False)], -1).reshape(4, -1)
+        np.testing.assert_allclose(model.embed(values, times, observed), expect, atol=1e-3)
+    # a head fine-tuned before the spread was pooled (no `pooling` in its config) reads the mean alone, as it did
+    old = Teacher(replace(model.cfg, pooling="mean")).eval()
+    save_teacher(tmp_path / "t", TeacherCheckpoint(old, None, {}, ("a", "b", "c")))
+    meta = json.loads((tmp_path / "t" / "teacher.json").read_text())
+    del meta["config"]["pooling"]
+    (tmp_path / "t" / "teacher.json").write_text(json.dumps(meta))
+    loaded = load_teacher(tmp_path / "t").model
+    assert loaded.cfg.pooling == "mean" and loaded.classifier[-1].in_features == 2 * 32
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.classify(values, times, observed), old.classify(values, times, observed),
+                                   atol=1e-5)
+
+
 def test_one_encoder_serves_any_channel_count_and_keeps_the_amplitude():
     torch.manual_seed(0)
     model = tiny()
@@ -147,9 +169,9 @@ def test_one_encoder_serves_any_channel_count_and_keeps_the_amplitude():
     t, o = torch.arange(64.0).expand(2, 64), torch.ones(2, 64, dtype=torch.bool)
     with torch.no_grad():
         emb = model.embed(x, t, o)
-        assert emb.shape == (2, 3 * 32)
+        assert emb.shape == (2, 3 * 64)  # mean and spread of each channel's 32-wide tokens
         # a channel's embedding does not depend on the other channels
-        np.testing.assert_allclose(model.embed(x[:, 1:2], t, o), emb[:, 32:64], atol=1e-5)
+        np.testing.assert_allclose(model.embed(x[:, 1:2], t, o), emb[:, 64:128], atol=1e-5)
         # instance normalisation keeps the shape; the embedded mean/scale keep the amplitude
         assert (model.embed(x * 10, t, o) - emb).abs().max() > 1e-3
         clf = model.with_classifier(3, 4)
@@ -162,7 +184,7 @@ def test_patched_tokens_and_every_backend_run_end_to_end(attention):
     model = tiny(attention=attention, patch=4, block=8, topk=1, chunk=16)
     values = torch.randn(2, 3, 130)  # not a multiple of the patch: padded
     emb = model.embed(values, torch.arange(130.0).expand(2, 130), torch.ones(2, 130, dtype=torch.bool))
-    assert emb.shape == (2, 3 * 32) and torch.isfinite(emb).all()
+    assert emb.shape == (2, 3 * 2 * 32) and torch.isfinite(emb).all()  # mean and spread of each channel
 
 
 def test_a_window_longer_than_the_context_is_seen_in_crops():
@@ -177,16 +199,16 @@ def test_a_window_longer_than_the_context_is_seen_in_crops():
     with torch.no_grad():
         emb = model.embed(x, t, o)
         assert torch.isfinite(emb).all()
-        # inference: the mean of every crop's observed tokens, each crop encoded with its own time axis; a crop
-        # showing only padding or a gap adds nothing
+        # inference: the crops' channel embeddings (mean and spread of their observed tokens) averaged by their
+        # observed tokens, each crop encoded with its own time axis; a crop showing only padding or a gap adds nothing
         for i in range(3):
             sums, counts = 0, 0
             for s in starts:
                 cut = slice(4 * s, 4 * s + 32)
                 tok = model.tokenize(x[i : i + 1, :, cut], t[i : i + 1, cut], o[i : i + 1, cut])
                 if tok.observed.any():
-                    tokens = model.encode(tok)[0] * tok.observed[..., None]
-                    sums, counts = sums + tokens.sum(1), counts + tok.observed.sum(1)
+                    n = tok.observed.sum(1)
+                    sums, counts = sums + model.encode(tok)[1] * n[:, None], counts + n
             close(emb[i : i + 1], (sums / counts[:, None]).reshape(1, -1), 1e-5)
     # training: one random crop per window, inside its observed span
     obs = o.reshape(3, 25, 4).any(-1)
@@ -331,7 +353,7 @@ def test_finetune_and_embed_commands(tmp_path):
     here = lambda *a: CliRunner().invoke(main, list(map(str, a)))  # noqa: E731
     r = here("embed", tmp_path / "f", "BasicMotions", "--out", tmp_path / "e.npy")
     assert r.exit_code == 0, r.output
-    assert np.load(tmp_path / "e.npy").shape == (80, 2 * 6 * 32)  # both runs' embeddings side by side
+    assert np.load(tmp_path / "e.npy").shape == (80, 2 * 6 * 64)  # both runs' embeddings side by side
     # a teacher pretrained on 6 channels fine-tunes on 1 (channel-independent tokens)
     # and runs with the attention backend asked for (pretrained as dense)
     r = here("finetune", "GunPoint", "--pretrained", tmp_path / "t", "--attention", "scan", "--steps", "4",

@@ -39,7 +39,7 @@ class Ensemble(nn.Module):
         return self.members[0].cfg
 
     def outputs(self, values, times, observed) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits [B, K], embeddings [B, runs·C·d]) of a batch of windows."""
+        """(logits [B, K], embeddings [B, runs·C·2d]) of a batch of windows."""
         logits, emb = zip(*(m.outputs(values, times, observed) for m in self.members))
         return mean_probabilities(logits), torch.cat(emb, -1)
 

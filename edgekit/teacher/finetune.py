@@ -128,7 +128,7 @@ def finetune(spec: dict, out: str, teacher: TeacherSettings = TeacherSettings(),
 
 
 def embed(checkpoint: str, ds: WindowSet, out: str, tokens: bool = False, batch_size: int = 64) -> tuple[int, ...]:
-    """Write window embeddings ([N, C·d]) or per-token ones ([N·C, L, d]) of every window of `ds` to `out`
+    """Write window embeddings ([N, C·2d]) or per-token ones ([N·C, L, d]) of every window of `ds` to `out`
     (.npy)."""
     if not str(out).endswith(".npy"):
         raise UserError(f"{out}: embeddings are written as .npy; give a path ending in .npy")

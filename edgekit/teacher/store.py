@@ -69,7 +69,10 @@ def load_teacher(path) -> TeacherCheckpoint:
         raise UserError(f"{path / WEIGHTS}: sha256 differs from the one recorded in {META}; the file is corrupted "
                         "or was replaced, and is not loaded")
     try:
-        cfg, members = TeacherConfig(**meta["config"]), meta.get("members")
+        config = meta["config"]
+        if config.get("n_classes") and "pooling" not in config:  # fine-tuned before the spread was pooled
+            config = {**config, "pooling": "mean"}
+        cfg, members = TeacherConfig(**config), meta.get("members")
         model = Teacher(cfg) if members is None else Ensemble([Teacher(cfg) for _ in range(int(members))])
         weights = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
