@@ -207,9 +207,11 @@ def test_a_window_longer_than_the_context_is_seen_in_crops():
                 cut = slice(4 * s, 4 * s + 32)
                 tok = model.tokenize(x[i : i + 1, :, cut], t[i : i + 1, cut], o[i : i + 1, cut])
                 if tok.observed.any():
-                    n = tok.observed.sum(1)
-                    sums, counts = sums + model.encode(tok)[1] * n[:, None], counts + n
-            close(emb[i : i + 1], (sums / counts[:, None]).reshape(1, -1), 1e-5)
+                    seen = tok.observed[0]
+                    tokens = model.encode(tok)[0][:, seen]  # the crop's observed tokens, per channel
+                    pooled = torch.cat([tokens.mean(1), (tokens.var(1, unbiased=False) + 1e-6).sqrt()], -1)
+                    sums, counts = sums + pooled * seen.sum(), counts + seen.sum()
+            close(emb[i : i + 1], (sums / counts).reshape(1, -1), 1e-5)
     # training: one random crop per window, inside its observed span
     obs = o.reshape(3, 25, 4).any(-1)
     draws = torch.stack([random_crops(obs, 8) for _ in range(200)])
