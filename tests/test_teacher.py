@@ -147,8 +147,8 @@ def test_a_channel_is_pooled_by_the_mean_and_spread_of_its_tokens_and_older_head
     observed = torch.ones(4, 96, dtype=torch.bool)
     with torch.no_grad():
         tokens = model.token_embeddings(values, times, observed)  # [B·C, L, d]
-        expect = torch.cat([tokens.mean(1), tokens.std(1, unbiased=False)], -1).reshape(4, -1)
-        np.testing.assert_allclose(model.embed(values, times, observed), expect, atol=1e-3)
+        expect = torch.cat([tokens.mean(1), (tokens.var(1, unbiased=False) + 1e-6).sqrt()], -1).reshape(4, -1)
+        np.testing.assert_allclose(model.embed(values, times, observed), expect, atol=1e-5)
     # a head fine-tuned before the spread was pooled (no `pooling` in its config) reads the mean alone, as it did
     old = Teacher(replace(model.cfg, pooling="mean")).eval()
     save_teacher(tmp_path / "t", TeacherCheckpoint(old, None, {}, ("a", "b", "c")))
