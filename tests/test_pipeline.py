@@ -40,6 +40,18 @@ def test_macs_count_the_convolutions_linears_and_attention():
     assert count_macs(MSACNN(cfg)) == expected
 
 
+def test_macs_count_every_convolution_and_linear_layer():
+    import torch
+    from torch import nn
+
+    from edgekit.models.macs import macs_of
+
+    model = nn.Sequential(nn.Conv1d(3, 8, 5, padding=2, groups=1), nn.Conv1d(8, 8, 3, groups=4), nn.Flatten(),
+                          nn.Linear(8 * 30, 2))
+    # 8 filters × 32 steps × 3·5 inputs; grouped: 8 × 30 × (8/4)·3; linear 2 × 240
+    assert macs_of(model, torch.zeros(1, 3, 32)) == 8 * 32 * 15 + 8 * 30 * 6 + 2 * 240
+
+
 def test_training_beats_what_a_broken_model_could_reach(basic_motions_run):
     # BasicMotions has 4 balanced classes (10 test windows each): a constant or random predictor scores ~0.25,
     # and a model that learned only "moving vs still" at most 0.5. 0.85 needs all four activities told apart;

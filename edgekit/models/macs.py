@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -13,8 +15,7 @@ def macs_of(model: nn.Module, *inputs) -> int:
 
     def conv(m, inp, out):
         nonlocal total
-        kh, kw = m.kernel_size
-        total += out.numel() * (m.in_channels // m.groups) * kh * kw
+        total += out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
 
     def linear(m, inp, out):
         nonlocal total
@@ -26,7 +27,7 @@ def macs_of(model: nn.Module, *inputs) -> int:
 
     hooks = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             hooks.append(m.register_forward_hook(conv))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(linear))
