@@ -3,9 +3,9 @@
 Fine-tuning runs once per time shift (finetune.py). Choosing one run by a few validation windows was the teacher's
 largest source of spread: on ACSF1 seed 1, 20 validation windows chose the run that tests 0.76 over one that tests
 0.85, and the mean of the two runs' class probabilities tests 0.87 (ACSF1's three seeds: 0.873 against 0.850 for the
-chosen run; README). The runs leave the pretrained weights in different directions (averaging their weights instead
-tests 0.54 there), so the outputs are averaged, not the weights. The teacher costs one encoder pass per run, and is
-that many times larger, for the student to learn from.
+chosen run; docs/teacher-and-distillation.md). The runs leave the pretrained weights in different directions
+(averaging their weights instead tests 0.54 there), so the outputs are averaged, not the weights. The teacher costs
+one encoder pass per run, and is that many times larger, for the student to learn from.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ The encoder sees at most `context` tokens at once: the crop length it was pretra
 in pretraining, in crops with their own time axis and normalisation: one random crop of its observed span per
 window while fine-tuning (which also augments a few long windows into many views), and at inference the mean over
 overlapping crops half a crop apart. On ACSF1 (183 tokens) the whole window at once, outside the time scales the
-encoder was pretrained on, fine-tuned to 0.77 / 0.76 (seeds 0 / 1) in the time crops reach 0.89 / 0.85 (README).
+encoder was pretrained on, fine-tuned to 0.77 / 0.76 (seeds 0 / 1) in the time crops reach 0.89 / 0.85
+(docs/teacher-and-distillation.md).
 """
 
 from __future__ import annotations
