@@ -257,8 +257,9 @@ class Teacher(nn.Module):
         return (total / weight.clamp_min(1)).reshape(b, -1)
 
     def _pooled(self, values, times, observed):
-        """Channel embeddings [B·C, d] and their observed tokens [B·C]. A crop may fall into a gap: its channels
-        count no tokens, and are encoded as if observed (zeros) only so that no attention row is all padding."""
+        """Channel embeddings [B·C, 2d] (see `pooling`) and their observed tokens [B·C]. A crop may fall into a gap:
+        its channels count no tokens, and are encoded as if observed (zeros) only so that no attention row is all
+        padding."""
         tok = self.tokenize(values, times, observed)
         tokens = tok.observed.sum(1)
         tok = tok._replace(observed=tok.observed | (tokens == 0)[:, None])
