@@ -110,3 +110,8 @@ def test_csv_reader_reports_each_kind_of_bad_row(row, reason):
 def test_csv_reader_needs_the_model_channels():
     with pytest.raises(UserError, match="missing channel column"):
         list(read_chunks(io.StringIO("time,x\n0,1\n"), "mem", ("a",), 1.0, fmt="csv"))
+
+
+def test_csv_reader_refuses_a_model_channel_named_twice():
+    with pytest.raises(UserError, match="column name\\(s\\) 'a' appear more than once"):
+        list(read_chunks(io.StringIO("time,a,a\n0,1,2\n"), "mem", ("a",), 1.0, fmt="csv"))

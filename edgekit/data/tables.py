@@ -23,7 +23,13 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 def _read(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            options = dict(dtype=str, keep_default_na=False, skipinitialspace=True)
+            # pandas renames a repeated column ("a", "a.1"); the board's reader would not find "a.1"
+            header = pd.read_csv(path, header=None, nrows=1, **options).iloc[0].str.strip().tolist()
+            repeated = sorted({h for h in header if header.count(h) > 1})
+            if repeated:
+                raise UserError(f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once")
+            return pd.read_csv(path, **options)
         return pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: empty file") from None

@@ -209,6 +209,9 @@ def _csv_records(lines, rows: _Rows, time_column, label_column, class_index):
         header = [h.strip() for h in next(csv.reader([header_line]))]
     except csv.Error as e:
         raise UserError(f"{rows.name}:{header_lineno}: unreadable CSV header ({e})") from None
+    repeated = sorted({c for c in (*rows.channels, time_column, label_column) if c and header.count(c) > 1})
+    if repeated:
+        raise UserError(f"{rows.name}: column name(s) {', '.join(map(repr, repeated))} appear more than once")
     missing = [c for c in rows.channels if c not in header]
     if missing:
         raise UserError(f"{rows.name}: missing channel column(s) {', '.join(missing)}; "
