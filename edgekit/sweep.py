@@ -26,7 +26,7 @@ import numpy as np
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write, write_text_atomic
 
-from .settings import from_options, options, setting
+from .settings import DataSettings, from_options, options, setting
 
 RESULT = "result.json"
 
@@ -389,25 +389,25 @@ def _floats(value: str) -> list[float]:
 @click.option("--val", default=0.3, show_default=True,
               help="Without --teacher: share of the remaining windows held out as the in-distribution test set.")
 @click.option("--seed", "split_seed", default=0, show_default=True, help="Without --teacher: seed of the split.")
-@click.option("--window", type=int, help="Samples per window (recordings).")
-@click.option("--label-column", help="Label column of your files.")
+@options(DataSettings, exclude=("dataset",))
 @click.option("--jobs", default=1, show_default=True, help="Students trained in parallel processes.")
 @click.option("--ray", "ray_address", help="Submit the grid to this Ray cluster instead (needs the ray extra).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Sweep directory (a pipeline run's RUN_DIR/sweep is picked up by edgekit report).")
-def sweep_command(dataset, teacher, budgets, fractions, seeds, split_method, test_groups, val, split_seed, window,
-                  label_column, jobs, ray_address, out, **kwargs):
+def sweep_command(dataset, teacher, budgets, fractions, seeds, split_method, test_groups, val, split_seed, jobs,
+                  ray_address, out, **kwargs):
     """Train students over parameter budgets × data fractions × seeds, fit error = E + A·N^(-alpha) in and out of
     distribution, recommend the smallest student that meets --target, and place every model on a
     params/latency/accuracy Pareto front. Writes OUT/sweep.json and OUT/sweep.md."""
     if bool(dataset) == bool(teacher):
         raise UserError("give either DATASET (students trained on labels) or --teacher (students distilled)")
+    data = from_options(DataSettings, kwargs, dataset=dataset)
     spec = None
     if dataset:
         from .data import load_spec
         from .data import resolve_split
 
-        spec = {"dataset": dataset, "window": window, "label_column": label_column}
+        spec = data.spec()
         method, groups = resolve_split(load_spec(spec), split_method, _strings(test_groups))
         spec.update(split=method, test_groups=groups, seed=split_seed, val=val, test=0.2)
     s = run_sweep(out, spec, teacher, _strings(budgets) or [], _floats(fractions), seeds,

@@ -58,6 +58,22 @@ def test_sweep_on_labels_fits_both_splits_and_resumes(tmp_path):
     assert json.loads((out / "sweep.json").read_text())["points"] == s["points"]
 
 
+def test_sweep_reads_a_users_csv_files_with_the_data_options_of_train(tmp_path):
+    from edgekit.data.ucr_csv import write_ucr_csv
+
+    window = write_ucr_csv("ItalyPowerDemand", tmp_path / "csv")
+    for f in (tmp_path / "csv").glob("*.csv"):
+        f.write_text(f.read_text().replace("time,", "seconds,", 1))
+    out = tmp_path / "sweep"
+    r = CliRunner().invoke(main, ["sweep", str(tmp_path / "csv"), "--window", str(window), "--label-column", "label",
+                                  "--time-column", "seconds", "--channels", "ch0", "--params", "1k", "--seeds", "1",
+                                  "--epochs", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    (point,) = json.loads((out / "sweep.json").read_text())["points"]
+    checkpoint = json.loads((out / "points" / point["id"] / "checkpoint" / "checkpoint.json").read_text())
+    assert checkpoint["preprocess"]["channels"] == ["ch0"] and checkpoint["data"]["time_column"] == "seconds"
+
+
 def test_sweep_distils_from_one_cached_teacher(tmp_path):
     from edgekit.settings import TeacherSettings
     from edgekit.teacher.finetune import finetune
