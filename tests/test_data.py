@@ -133,7 +133,9 @@ def test_parquet_and_irregular_iso_timestamps(tmp_path):
     ("time,a,b\n0,1,2\n1,nan,3\n", "line 3, column 'a': missing, NaN or infinite"),
     ("time,a,b\n0,1,2\n1,inf,3\n", "line 3, column 'a': missing, NaN or infinite"),
     ("time,a,b\n0,1,2\n1,,3\n", "line 3, column 'a': missing, NaN or infinite"),
-    ("time,a,b\n0,1,2\n2,1,2\n1,1,2\n", "line 4, column 'time': time does not increase"),
+    ("time,a,b\n0,1,2\n2,1,2\n1,1,2\n", "line 4, column 'time': time does not increase (1.0 after 2.0); a file is "
+                                         "one recording: give each its own file"),
+    ("time,a,b\n0,1,2\n0,1,2\n1,1,2\n", "line 3, column 'time': time does not increase (0.0 after 0.0)"),
     ("time,a,b\n0,1,2\n1,1,2\n", "fewer than one window of 4"),
 ])
 def test_csv_loader_errors_name_file_row_and_column(tmp_path, text, message):

@@ -81,7 +81,9 @@ def _times(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     step = np.diff(t)
     if (step <= 0).any():
         i = int(np.flatnonzero(step <= 0)[0]) + 1
-        raise UserError(f"{path}: {_row(path, i)}, column {col!r}: time does not increase ({t[i]} after {t[i - 1]})")
+        hint = "; a file is one recording: give each its own file" if t[i] < t[i - 1] else ""
+        raise UserError(f"{path}: {_row(path, i)}, column {col!r}: time does not increase ({t[i]} after {t[i - 1]})"
+                        + hint)
     return t
 
 
