@@ -27,6 +27,7 @@ from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write, write_text_atomic
 
 from .settings import DataSettings, from_options, options, setting
+from .train_settings import TrainSettings
 
 RESULT = "result.json"
 
@@ -35,8 +36,8 @@ RESULT = "result.json"
 class SweepSettings:
     epochs: int | None = setting(None, "Fixed training epochs per student [default: the training recipe's step "
                                        "budget, as edgekit train uses].", minimum=1)
-    lr: float = setting(3e-3, "Peak learning rate.")
-    batch_size: int = setting(16, "Windows per batch.", minimum=2)
+    lr: float = setting(TrainSettings.lr, "Peak learning rate.")
+    batch_size: int = setting(TrainSettings.batch_size, "Windows per batch.", minimum=2)
     target: float = setting(0.02, "Recommend the smallest student whose predicted ID error is within this of the "
                                   "teacher's (without a teacher: of the fitted asymptote E).")
 
@@ -74,7 +75,6 @@ def train_point(job: dict) -> dict:
     from .models import MSACNN, count_macs, count_parameters
     from .normalization import fit_preprocessing
     from .train import student_config
-    from .train_settings import TrainSettings
     from .training_loop import fit, train_classifier
 
     if job["threads"]:
