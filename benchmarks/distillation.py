@@ -45,6 +45,7 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     from edgekit.training_loop import classification_metrics
     from edgekit.train_settings import FINETUNE, TrainSettings
     from edgekit_runtime.engine import OnnxModel
+    from edgekit_runtime.errors import UserError
 
     spec = DataSettings(name).spec()
     few = args.labels_per_class
@@ -87,11 +88,17 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     rows.append({"model": "student kept", "kept": d["kept"], "accuracy": d["student"]["test_accuracy"],
                  "macro_f1": d["student"]["test_macro_f1"], "parameters": d["student"]["parameters"],
                  "file_kib": kib, "latency_ms": ms})
-    q, int8, kib, ms = exported("onnx-int8", ExportSettings(precision="int8"))
-    m8 = classification_metrics(te.labels, int8.logits(pre.prepare_windows(te.values)))
-    rows.append({"model": "student kept, int8", "kept": q["quantization"]["method"], "accuracy": m8["accuracy"],
-                 "macro_f1": m8["macro_f1"], "parameters": d["student"]["parameters"], "file_kib": kib,
-                 "latency_ms": ms})
+    try:
+        q, int8, kib, ms = exported("onnx-int8", ExportSettings(precision="int8"))
+    except UserError as e:  # refused after the QAT fallback too: recorded, no accuracy to report
+        print(f"{name} seed {seed}: int8 export refused: {e}", file=sys.stderr)
+        rows.append({"model": "student kept, int8", "kept": "refused", "accuracy": None,
+                     "parameters": d["student"]["parameters"]})
+    else:
+        m8 = classification_metrics(te.labels, int8.logits(pre.prepare_windows(te.values)))
+        rows.append({"model": "student kept, int8", "kept": q["quantization"]["method"], "accuracy": m8["accuracy"],
+                     "macro_f1": m8["macro_f1"], "parameters": d["student"]["parameters"], "file_kib": kib,
+                     "latency_ms": ms})
     labelled = few_labels(tr, few, split_spec["seed"]) if few else tr
     train_x = np.concatenate([labelled.values, va.values])
     train_y = np.concatenate([labelled.labels, va.labels])
@@ -159,18 +166,20 @@ def report(rows: list[dict], args) -> None:
     summary = []
     for name in dict.fromkeys(r["dataset"] for r in rows):
         for model in dict.fromkeys(r["model"] for r in rows if r["dataset"] == name):
-            rs = [r for r in rows if r["dataset"] == name and r["model"] == model]
+            every = [r for r in rows if r["dataset"] == name and r["model"] == model]
+            kept = [r["kept"] for r in every if "kept" in r]
+            rs = [r for r in every if r["accuracy"] is not None]  # an int8 export refused has none
             acc, f1 = np.array([r["accuracy"] for r in rs]), np.array([r["macro_f1"] for r in rs])
             agree = [r["teacher_agreement"] for r in rs if "teacher_agreement" in r]
-            kept = [r["kept"] for r in rs if "kept" in r]
             summary.append({"dataset": name, "model": model, "seeds": len(rs),
                             "accuracy": f"{acc.mean():.3f} ± {acc.std():.3f}", "macro_f1": f"{f1.mean():.3f} ± {f1.std():.3f}",
                             "teacher_agreement": f"{np.mean(agree):.3f}" if agree else "",
                             "kept": ", ".join(f"{k} {kept.count(k)}" for k in sorted(set(kept))),
-                            "parameters": rs[0]["parameters"], "file_kib": rs[0].get("file_kib"),
-                            "latency_ms": float(np.median([r["latency_ms"] for r in rs])) if "latency_ms" in rs[0] else None})
+                            "parameters": every[0]["parameters"], "file_kib": rs[0].get("file_kib") if rs else None,
+                            "latency_ms": float(np.median([r["latency_ms"] for r in rs]))
+                            if rs and "latency_ms" in rs[0] else None})
     means = {}
-    for r in rows:
+    for r in (r for r in rows if r["accuracy"] is not None):
         means.setdefault(r["model"], {}).setdefault(r["dataset"], []).append(r["accuracy"])
     # means over the datasets every model was measured on, and again over a model's fewer ones (where a row, e.g. the
     # int8 student, was added to the benchmark after some datasets had run), so a mean compares like with like
@@ -197,7 +206,8 @@ def report(rows: list[dict], args) -> None:
                       "validation split: the distilled one). teacher_agreement: share of test windows where the "
                       "student's class is the teacher's. student kept, int8: the kept student exported as "
                       "`edgekit export --precision int8` makes it (ONNX; kept: ptq, or qat where post-training "
-                      "quantisation was refused). MiniRocket is fitted on the labelled windows only. "
+                      "quantisation was refused; refused: QAT was refused too, and that seed has no int8 "
+                      "accuracy). MiniRocket is fitted on the labelled windows only. "
                       "Latency: one window, one thread, median; teacher in torch eager, the kept student through "
                       "onnxruntime (fp32 and int8), MiniRocket through aeon's predict. Parameters of MiniRocket: its "
                       "ridge classifier's weights (the random kernels are not learned)."))
