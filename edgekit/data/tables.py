@@ -12,7 +12,7 @@ import pandas as pd
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.iir import IIRFilter
 from edgekit_runtime.preprocess import Preprocessing, window_labels
-from edgekit_runtime.readers import MAX_ABS_VALUE
+from edgekit_runtime.readers import MAX_ABS_VALUE, refuse_repeated_columns
 from edgekit_runtime.stream import process_recording
 
 from .windows import WindowSet, cut_windows
@@ -26,9 +26,7 @@ def _read(path: Path) -> pd.DataFrame:
             options = dict(dtype=str, keep_default_na=False, skipinitialspace=True)
             # pandas renames a repeated column ("a", "a.1"); the board's reader would not find "a.1"
             header = pd.read_csv(path, header=None, nrows=1, **options).iloc[0].str.strip().tolist()
-            repeated = sorted({h for h in header if header.count(h) > 1})
-            if repeated:
-                raise UserError(f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once")
+            refuse_repeated_columns(path, header, header)
             return pd.read_csv(path, **options)
         return pd.read_parquet(path)
     except pd.errors.EmptyDataError:

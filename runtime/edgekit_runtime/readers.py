@@ -200,6 +200,13 @@ def _numbered(lines: Iterable[str | Gap | None], rows: _Rows) -> Iterator[tuple[
             yield lineno, line
 
 
+def refuse_repeated_columns(name, header: list[str], columns) -> None:
+    """A column the data needs that the header names twice is ambiguous (pandas would rename the second): refuse it."""
+    repeated = sorted({c for c in columns if c and header.count(c) > 1})
+    if repeated:
+        raise UserError(f"{name}: column name(s) {', '.join(map(repr, repeated))} appear more than once")
+
+
 def _csv_records(lines, rows: _Rows, time_column, label_column, class_index):
     numbered = _numbered(lines, rows)
     header_lineno, header_line = next((item for item in numbered if isinstance(item, tuple)), (0, None))
@@ -209,9 +216,7 @@ def _csv_records(lines, rows: _Rows, time_column, label_column, class_index):
         header = [h.strip() for h in next(csv.reader([header_line]))]
     except csv.Error as e:
         raise UserError(f"{rows.name}:{header_lineno}: unreadable CSV header ({e})") from None
-    repeated = sorted({c for c in (*rows.channels, time_column, label_column) if c and header.count(c) > 1})
-    if repeated:
-        raise UserError(f"{rows.name}: column name(s) {', '.join(map(repr, repeated))} appear more than once")
+    refuse_repeated_columns(rows.name, header, (*rows.channels, time_column, label_column))
     missing = [c for c in rows.channels if c not in header]
     if missing:
         raise UserError(f"{rows.name}: missing channel column(s) {', '.join(missing)}; "
