@@ -131,9 +131,10 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     ckpt_dir = work / name / "checkpoint"
     if not ckpt_dir.exists():
         train_student(DataSettings(name).spec(), str(ckpt_dir), progress=False)
-    qat_dir = work / name / "qat-checkpoint"
-    if not qat_dir.exists():
-        qat_checkpoint(str(ckpt_dir), str(qat_dir), epochs=QAT_EPOCHS, progress=False)
+    qat_dirs = {fmt: work / name / f"qat-checkpoint-{fmt}" for _, fmt, _, _ in QAT_VARIANTS}  # QAT targets a format
+    for fmt, qat_dir in qat_dirs.items():
+        if not qat_dir.exists():
+            qat_checkpoint(str(ckpt_dir), str(qat_dir), fmt, epochs=QAT_EPOCHS, progress=False)
     ckpt = load_checkpoint(ckpt_dir)
     train, _, test = split_from_spec(load_spec(ckpt.data), ckpt.data)
     x = ckpt.preprocessing.prepare_windows(test.values)
@@ -146,7 +147,7 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     models = {}
     for label, fmt, precision, opts in VARIANTS + QAT_VARIANTS:
         out = work / name / label.replace(" ", "-")
-        source = qat_dir if label.endswith(" qat") else ckpt_dir
+        source = qat_dirs[fmt] if label.endswith(" qat") else ckpt_dir
         m = export_checkpoint(str(source), str(out), ExportSettings(fmt, precision, **opts), overwrite=True)
         model = open_model(load_bundle(out).models[0])
         got = model.logits(x)  # compared with the original float model, QAT rows included

@@ -203,17 +203,20 @@ def export(checkpoint, out, overwrite, **kwargs):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="int8 model directory to write.")
 @click.option("--qat", is_flag=True, help="Go straight to quantisation-aware training instead of trying "
                                           "post-training quantisation first.")
-@click.option("--epochs", default=30, show_default=True, help="QAT fine-tuning epochs (best validation loss kept).")
+@click.option("--epochs", default=30, show_default=True,
+              help="QAT fine-tuning epochs (a fixed schedule; the last weights are kept).")
 @click.option("--lr", default=3e-4, show_default=True, help="QAT learning rate.")
 @click.option("--save-checkpoint", type=click.Path(file_okay=False),
-              help="Also keep the QAT-tuned checkpoint here (export it to other formats with --precision int8).")
+              help="Also keep the QAT-tuned checkpoint here (its weights on --format's int8 grid; `edgekit export "
+                   "--precision int8` exports it again).")
 @export_options
 def quantize(checkpoint, out, qat, epochs, lr, save_checkpoint, overwrite, **kwargs):
     """Quantise CHECKPOINT to a verified int8 model directory, falling back to quantisation-aware training.
 
     Post-training static quantisation (calibrated on training windows) is tried first; when its drift from
-    torch is outside tolerance, the model is fine-tuned with int8 simulated (weights per channel, layer inputs
-    per tensor, straight-through rounding) and exported again. manifest.json records which method made the file.
+    torch is outside tolerance, the model is fine-tuned with int8 simulated as --format's exporter quantises
+    (weights per channel on its grid, layer inputs per tensor, straight-through rounding; starting from the
+    equalised activation ranges PTQ uses) and exported again. manifest.json records which method made the file.
     """
     from .quantize import quantize_checkpoint
 

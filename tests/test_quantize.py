@@ -3,8 +3,11 @@ and `edgekit quantize` falls back to it when post-training quantisation is refus
 
 import json
 
+import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 import edgekit.export as export_module
 from edgekit.checkpoint import load_checkpoint
@@ -15,22 +18,23 @@ from edgekit_exporters import ExportMismatch
 from test_cli_errors import assert_one_line_error, edgekit
 
 
-def on_int8_grid(weight: torch.Tensor) -> bool:
-    """Every output channel is an integer multiple in [-127, 127] of max|w| / 127."""
+def on_int8_grid(weight: torch.Tensor, levels: int) -> bool:
+    """Every output channel is an integer multiple in [-levels, levels] of max|w| / levels."""
     w = weight.detach().flatten(1).double()
-    q = w / (w.abs().amax(1, keepdim=True).clamp_min(1e-12) / 127)
-    return bool(torch.allclose(q, q.round(), atol=1e-3) and q.abs().max() <= 127 + 1e-3)
+    q = w / (w.abs().amax(1, keepdim=True).clamp_min(1e-12) / levels)
+    return bool(torch.allclose(q, q.round(), atol=1e-3) and q.abs().max() <= levels + 1e-3)
 
 
-def test_simulation_rounds_and_leaves_a_plain_model_on_the_grid():
+@pytest.mark.parametrize("levels", [127, 64])
+def test_simulation_rounds_and_leaves_a_plain_model_on_the_grid(levels):
     torch.manual_seed(0)
     model = MSACNN(MSACNNConfig.build(3, 4, 64, width=2)).eval()
     keys = set(model.state_dict())
     x = torch.randn(8, 3, 64)
     with torch.no_grad():
         reference = model(x)
-    assert not all(on_int8_grid(m.weight) for m in quantised_layers(model))
-    with simulated_int8(model):
+    assert not all(on_int8_grid(m.weight, levels) for m in quantised_layers(model))
+    with simulated_int8(model, levels):
         model.train()
         with torch.no_grad():
             model(x)  # observe activation ranges
@@ -40,7 +44,7 @@ def test_simulation_rounds_and_leaves_a_plain_model_on_the_grid():
     assert not torch.allclose(simulated, reference)  # int8 rounding changes the logits a little...
     assert (simulated - reference).abs().max() < 0.5 * reference.abs().max()  # ...not wholesale
     assert set(model.state_dict()) == keys  # no parametrizations or hooks left behind
-    assert all(on_int8_grid(m.weight) for m in quantised_layers(model))
+    assert all(on_int8_grid(m.weight, levels) for m in quantised_layers(model))
     assert not model._forward_pre_hooks and not any(m._forward_pre_hooks for m in quantised_layers(model))
 
 
@@ -80,8 +84,17 @@ def test_qat_exports_an_int8_model_that_keeps_accuracy(basic_motions_run, tmp_pa
     info = edgekit("info", out)
     assert info.returncode == 0 and "quantized by" in info.stdout and "QAT" in info.stdout
     qat = load_checkpoint(tuned)
-    assert qat.metrics["qat"]["source"] == str(ckpt)
-    assert all(on_int8_grid(m.weight) for m in quantised_layers(qat.model))
+    assert qat.metrics["qat"]["source"] == str(ckpt) and qat.metrics["qat"]["format"] == "onnx"
+    assert all(on_int8_grid(m.weight, 64) for m in quantised_layers(qat.model))
+    # the ONNX file holds the tuned weights exactly: its int8 convolutions dequantise to them
+    torch_weights = [m.weight.detach().numpy() for m in quantised_layers(qat.model)]
+    graph = onnx.load(str(out / manifest["model"]["file"])).graph
+    init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "QLinearConv"]
+    assert convs
+    for node in convs:
+        w = init[node.input[3]] * init[node.input[4]].reshape(-1, 1, 1, 1)
+        assert any(t.shape == w.shape and np.allclose(t, w, rtol=1e-5, atol=1e-7) for t in torch_weights), node.name
 
 
 def test_quantize_falls_back_to_qat_when_ptq_is_refused(basic_motions_run, tmp_path, monkeypatch):

@@ -61,12 +61,16 @@ class Format:
     exporter: Callable[[str], Callable[..., dict]]
     op_histogram: Callable[[str | Path], dict[str, int]]
     packages: tuple[str, ...]  # pip distributions an export needs (their versions go into the manifest)
+    # int8 weights are symmetric per output channel on [-levels, levels] (scale max|w| / levels); quantisation-
+    # aware training rounds to the same grid, so that the export's own rounding of the weights is exact
+    int8_weight_levels: int
 
 
 FORMATS = {
-    "onnx": Format(".onnx", ("fp32", "int8"), _onnx_exporter, _onnx_ops, ("onnx", "onnxruntime")),
+    # ONNX: 7-bit weights, ORT's reduce_range (see onnx_quantize); TFLite: ai-edge-quantizer's narrow int8 range
+    "onnx": Format(".onnx", ("fp32", "int8"), _onnx_exporter, _onnx_ops, ("onnx", "onnxruntime"), 64),
     "tflite": Format(".tflite", ("fp32", "fp16", "int8"), _tflite_exporter, _tflite_ops,
-                     ("litert-torch", "ai-edge-litert")),
+                     ("litert-torch", "ai-edge-litert"), 127),
 }
 PRECISIONS = {name: f.precisions for name, f in FORMATS.items()}
 # every precision some format exports, in the runtime's order
