@@ -16,12 +16,13 @@ import json
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from multiprocessing import get_context
 from pathlib import Path
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write, write_text_atomic
@@ -361,6 +362,16 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+SPLIT_OPTIONS = ("split_method", "test_groups", "val", "split_seed")
+
+
+def _given_options(names: tuple[str, ...]) -> list[str]:
+    """The options among the parameters `names` that the command line set."""
+    ctx = click.get_current_context()
+    return [p.opts[0] for p in ctx.command.params
+            if p.name in names and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE]
+
+
 def _strings(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -401,6 +412,11 @@ def sweep_command(dataset, teacher, budgets, fractions, seeds, split_method, tes
     params/latency/accuracy Pareto front. Writes OUT/sweep.json and OUT/sweep.md."""
     if bool(dataset) == bool(teacher):
         raise UserError("give either DATASET (students trained on labels) or --teacher (students distilled)")
+    if teacher:
+        ignored = _given_options(SPLIT_OPTIONS + tuple(f.name for f in fields(DataSettings)))
+        if ignored:
+            raise UserError(f"{', '.join(ignored)}: the teacher's data and split are used with --teacher; "
+                            "drop them, or fine-tune a teacher on the data you want")
     data = from_options(DataSettings, kwargs, dataset=dataset)
     spec = None
     if dataset:
