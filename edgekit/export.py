@@ -5,14 +5,25 @@ from __future__ import annotations
 import json
 import platform
 
+import numpy as np
+
 from edgekit_runtime.files import atomic_directory
 from edgekit_runtime.model_dir import MANIFEST, PREPROCESS, sha256_file
 
 from . import __version__
-from .checkpoint import load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .data import model_inputs
 from .models import count_parameters, equalize_activations, student_kind
 from .settings import ExportSettings
+
+
+def calibration_inputs(ckpt: Checkpoint, size: int) -> np.ndarray:
+    """Model inputs of up to `size` of the training windows `ckpt` keeps for calibration: int8's activation ranges
+    are fitted, and the student's equalised (quantisation-aware training included), on these."""
+    from edgekit_exporters import calibration_windows
+
+    return calibration_windows(model_inputs(ckpt.preprocessing, ckpt.windows("calibration")), size,
+                               seed=ckpt.data.get("seed", 0))
 
 
 def export_checkpoint(checkpoint: str, out: str, settings: ExportSettings = ExportSettings(), overwrite: bool = False,
@@ -24,7 +35,7 @@ def export_checkpoint(checkpoint: str, out: str, settings: ExportSettings = Expo
     None take the precision's defaults (edgekit_exporters.DEFAULT_TOLERANCES). `extra` entries are added to the
     manifest. Returns the manifest."""
     import torch
-    from edgekit_exporters import DEFAULT_TOLERANCES, calibration_windows, export_model, model_filename, op_histogram
+    from edgekit_exporters import DEFAULT_TOLERANCES, export_model, model_filename, op_histogram
     from edgekit_exporters.formats import load_exporter
 
     fmt, precision = settings.format, settings.precision
@@ -35,8 +46,7 @@ def export_checkpoint(checkpoint: str, out: str, settings: ExportSettings = Expo
     windows = model_inputs(ckpt.preprocessing, test)
     calibration = None
     if precision == "int8":
-        calibration = calibration_windows(model_inputs(ckpt.preprocessing, ckpt.windows("calibration")),
-                                          settings.calibration_size, seed=ckpt.data.get("seed", 0))
+        calibration = calibration_inputs(ckpt, settings.calibration_size)
     model = ckpt.model
     if precision == "int8" and "qat" not in ckpt.metrics:  # QAT weights are on the int8 grid already
         model = equalize_activations(model, torch.from_numpy(calibration))

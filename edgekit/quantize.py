@@ -108,18 +108,20 @@ def observe_ranges(model: nn.Module, windows: np.ndarray, batch_size: int = 64) 
 
 
 def qat_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", epochs: int = 30, lr: float = 3e-4, seed: int = 0,
-                   overwrite: bool = False, progress: bool = True) -> dict:
-    """Fine-tune CHECKPOINT with int8 simulated as `fmt`'s exporter quantises, and save the result as a new
-    checkpoint at `out` (other formats export it too, their weight rounding then no longer exact).
+                   calibration_size: int = ExportSettings.calibration_size, overwrite: bool = False,
+                   progress: bool = True) -> dict:
+    """Fine-tune CHECKPOINT with int8 simulated as `fmt`'s exporter quantises, from the student equalised on
+    `calibration_size` calibration windows as the export equalises it, and save the result as a new checkpoint at
+    `out` (other formats export it too, their weight rounding then no longer exact).
 
     Returns test accuracies of the float model before QAT, of simulated int8 before QAT (as PTQ would give)
     and after, and of the saved float model (weights on the int8 grid).
     """
-    from edgekit_exporters import calibration_windows
     from edgekit_exporters.formats import FORMATS, check_choice
 
     from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from .data import load_spec, model_inputs, split_from_spec
+    from .export import calibration_inputs
     from .models.msa_cnn import equalize_activations
     from .train_settings import TrainSettings
     from .training_loop import predict_logits, train_classifier
@@ -134,8 +136,7 @@ def qat_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", epochs: int = 3
     pre = ckpt.preprocessing
     x = {k: model_inputs(pre, s) for k, s in (("train", tr), ("val", va), ("test", te))}
     # batch norm folded (round the weights the file will hold) and ranges equalised, as a PTQ export has them
-    sample = calibration_windows(x["train"], seed=ckpt.data.get("seed", 0))
-    model = equalize_activations(ckpt.model, torch.from_numpy(sample))
+    model = equalize_activations(ckpt.model, torch.from_numpy(calibration_inputs(ckpt, calibration_size)))
 
     def accuracy() -> float:
         return float((predict_logits(model, x["test"]).argmax(1) == te.labels).mean())
@@ -183,7 +184,8 @@ def quantize_checkpoint(checkpoint: str, out: str, settings: ExportSettings = Ex
                 click.echo(f"PTQ refused: {ptq_refusal}\nfalling back to quantisation-aware training", err=True)
     with tempfile.TemporaryDirectory() as tmp:
         tuned = save_checkpoint or str(Path(tmp) / "qat")
-        summary = qat_checkpoint(checkpoint, tuned, settings.format, epochs=epochs, lr=lr, overwrite=overwrite, progress=progress)
+        summary = qat_checkpoint(checkpoint, tuned, settings.format, epochs=epochs, lr=lr,
+                                 calibration_size=settings.calibration_size, overwrite=overwrite, progress=progress)
         summary.pop("checkpoint")
         quantization = {"method": "qat", "ptq_refused": ptq_refusal, "qat_checkpoint": save_checkpoint, **summary}
         return export_checkpoint(tuned, out, settings, overwrite, extra={"quantization": quantization})
