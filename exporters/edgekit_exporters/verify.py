@@ -29,6 +29,20 @@ class Tolerance:
         """This tolerance with the given fields replaced; None values leave a field as it is."""
         return Tolerance(**{**self.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
 
+    def failures(self, metrics: dict) -> list[str]:
+        """What `metrics` (of verify_logits) break of this tolerance; empty when within it."""
+        diff, failures = metrics["max_abs_diff"], []
+        if not np.isfinite(diff):
+            failures.append("non-finite outputs")
+        if self.max_abs_diff is not None and diff > self.max_abs_diff:
+            failures.append(f"max abs diff {diff:.3g} > {self.max_abs_diff:g}")
+        if metrics["argmax_agreement"] < self.min_agreement:
+            failures.append(f"argmax agreement {metrics['argmax_agreement']:.4f} < {self.min_agreement:g}")
+        # 1e-9: a drop of exactly the tolerance (0.79 - 0.77 in floating point is 0.0200000...02) is within it
+        if self.max_accuracy_drop is not None and -metrics.get("accuracy_delta", 0.0) > self.max_accuracy_drop + 1e-9:
+            failures.append(f"accuracy drop {-metrics['accuracy_delta']:.4f} > {self.max_accuracy_drop:g}")
+        return failures
+
 
 DEFAULT_TOLERANCES = {
     "fp32": Tolerance(max_abs_diff=1e-4, min_agreement=1.0),
@@ -51,16 +65,7 @@ def verify_logits(reference: np.ndarray, exported: np.ndarray, labels: np.ndarra
         metrics["accuracy_torch"] = float((ref_pred == labels).mean())
         metrics["accuracy_exported"] = float((exp_pred == labels).mean())
         metrics["accuracy_delta"] = metrics["accuracy_exported"] - metrics["accuracy_torch"]
-    failures = []
-    if not np.isfinite(diff):
-        failures.append("non-finite outputs")
-    if tolerance.max_abs_diff is not None and diff > tolerance.max_abs_diff:
-        failures.append(f"max abs diff {diff:.3g} > {tolerance.max_abs_diff:g}")
-    if metrics["argmax_agreement"] < tolerance.min_agreement:
-        failures.append(f"argmax agreement {metrics['argmax_agreement']:.4f} < {tolerance.min_agreement:g}")
-    # 1e-9: a drop of exactly the tolerance (0.79 - 0.77 in floating point is 0.0200000...02) is within it
-    if tolerance.max_accuracy_drop is not None and -metrics.get("accuracy_delta", 0.0) > tolerance.max_accuracy_drop + 1e-9:
-        failures.append(f"accuracy drop {-metrics['accuracy_delta']:.4f} > {tolerance.max_accuracy_drop:g}")
+    failures = tolerance.failures(metrics)
     if failures:
         raise ExportMismatch(f"{what} does not match torch on {len(reference)} held-out windows: "
                              f"{'; '.join(failures)}; nothing written")
