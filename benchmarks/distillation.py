@@ -69,6 +69,10 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
                  "macro_f1": t["test_macro_f1"], "parameters": t["parameters"],
                  "file_kib": (run / "teacher" / "model.pt").stat().st_size / 1024, "latency_ms": lat,
                  "finetune_seconds": round(t_seconds)})
+    if d["forest"] is not None:  # the teacher's soft labels with the statistics forest mixed in
+        rows.append({"model": "target (teacher + forest)", "kept": f"forest {d['forest']['weight']}",
+                     "accuracy": d["forest"]["target_test_accuracy"], "macro_f1": d["forest"]["target_test_macro_f1"],
+                     "forest_accuracy": d["forest"]["test_accuracy"], "parameters": t["parameters"]})
     for kind in ("alone", "distilled"):  # first fits on the same windows, before the choice
         rows.append({"model": f"student {kind}", "accuracy": d[kind]["test_accuracy"],
                      "macro_f1": d[kind]["test_macro_f1"], "parameters": d["student"]["parameters"],

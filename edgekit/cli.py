@@ -287,13 +287,19 @@ def distill_table(summary: dict) -> list[str]:
         return f"{name:<18}{params:>12,}{macs:>14,}{val:>10}{m['test_accuracy']:>10.3f}{m['test_macro_f1']:>10.3f}"
 
     lines = [f"{'':<18}{'params':>12}{'MACs':>14}{'val acc':>10}{'test acc':>10}{'macro-F1':>10}",
-             row("teacher", t["parameters"], t["macs"], t),
-             row("student alone", s["parameters"], s["macs"], summary["alone"]),
-             row("student distilled", s["parameters"], s["macs"], summary["distilled"]),
-             f"distillation gain {summary['gain']:+.3f} on the test windows; kept the {summary['kept']} student "
-             f"({'better on validation' if summary['windows']['val'] else 'no validation windows to choose by'}), "
-             f"test accuracy {s['test_accuracy']:.3f}; {summary['compression']}x fewer "
-             f"parameters than the teacher; {summary['windows']['test']} test windows"]
+             row("teacher", t["parameters"], t["macs"], t)]
+    forest = summary.get("forest") or {}
+    if forest.get("weight"):  # the soft labels were the teacher's mixed with the statistics forest's
+        lines.append(row(f"+ forest ({forest['weight']:g})", t["parameters"], t["macs"],
+                         {"val_accuracy": forest["target_val_accuracy"],
+                          "test_accuracy": forest["target_test_accuracy"],
+                          "test_macro_f1": forest["target_test_macro_f1"]}))
+    lines += [row("student alone", s["parameters"], s["macs"], summary["alone"]),
+              row("student distilled", s["parameters"], s["macs"], summary["distilled"]),
+              f"distillation gain {summary['gain']:+.3f} on the test windows; kept the {summary['kept']} student "
+              f"({'better on validation' if summary['windows']['val'] else 'no validation windows to choose by'}), "
+              f"test accuracy {s['test_accuracy']:.3f}; {summary['compression']}x fewer "
+              f"parameters than the teacher; {summary['windows']['test']} test windows"]
     if summary.get("rounds", 1) > 1:
         lines.append(f"distilled in {summary['rounds']} rounds: the last student learnt from the teacher and the "
                      f"student before it on the {summary['windows']['train_unlabelled']} unlabelled windows")

@@ -12,6 +12,9 @@ The teacher's logits and embeddings are computed once per data set and cached on
 by the edgekit version, the teacher's manifest (its preprocessing and its weights' sha256, checked on loading) and
 the exact windows (values, timestamps, mask, uncertainty), so distilling several students does not rerun the teacher.
 
+With validation windows, the teacher's soft labels are mixed with those of a random forest on window statistics,
+weighted by what lowers the log-loss on the validation windows (0 where the forest does not help; teacher/forest.py).
+
 With unlabelled training windows (the label-scarce regime) distillation runs twice, as self-training: the second
 student learns from the mean of the teacher's and the first student's class probabilities, since the first student,
 fitting the labels and the teacher at once, tends to end above the teacher (10 labels per class, test accuracy of
@@ -107,6 +110,25 @@ def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, 
     return logits, emb
 
 
+def forest_target(tr: WindowSet, keep: np.ndarray, extra: list[WindowSet], va: WindowSet, te: WindowSet,
+                  n_classes: int, val_logits: np.ndarray, seed: int) -> dict:
+    """The statistics forest beside the teacher (teacher/forest.py): its weight in the target, chosen on the
+    validation windows, its validation and test accuracy, and its class probabilities on (the training windows then
+    `extra`'s, validation, test) under "probabilities" (out of fold on the labelled training windows)."""
+    from .teacher.forest import forest_probabilities, forest_weight, window_statistics
+
+    stats = [window_statistics(s.values, s.mask) for s in (tr, va, te, *extra)]
+    got = forest_probabilities(stats[0][keep], tr.labels[keep], stats, n_classes, seed)
+    if got is None:  # too few labels per class for out-of-fold answers
+        return {"weight": 0.0, "val_accuracy": None, "test_accuracy": None}
+    oof, (p_tr, p_va, p_te, *p_extra) = got
+    p_tr[keep] = oof
+    return {"weight": forest_weight(val_logits, p_va, va.labels),
+            "val_accuracy": float((p_va.argmax(1) == va.labels).mean()),
+            "test_accuracy": float((p_te.argmax(1) == te.labels).mean()),
+            "probabilities": (np.concatenate([p_tr, *p_extra]), p_va, p_te)}
+
+
 def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: list[dict] = (),
             params: str = "10k", width: int | None = None, settings: DistillSettings = DistillSettings(),
             train_settings: TrainSettings = TrainSettings(), labels_per_class: int | None = None,
@@ -128,6 +150,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     from .models import MSACNN, count_macs, count_parameters
     from .teacher.ensemble import mean_probabilities
     from .teacher.finetune import few_label_indices
+    from .teacher.forest import mixed_logits
     from .teacher.store import load_teacher
     from .training_loop import train_classifier
 
@@ -191,6 +214,17 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
 
     targets, embeddings = (np.concatenate(o) for o in zip(*outs))
     val_targets = val_outs[0] if len(va) else None
+    t_test_logits = teacher_outputs(teacher_dir, teacher, te)[0]
+    target_test, forest = t_test_logits, None
+    if settings.forest and len(va):  # the forest's share of the target, chosen on validation (teacher/forest.py)
+        forest = forest_target(tr, keep, extra, va, te, len(ds.class_names), val_targets, train_settings.seed)
+        if forest["weight"]:
+            w, (p_train, p_val, p_test) = forest["weight"], forest.pop("probabilities")
+            targets, val_targets = mixed_logits(targets, p_train, w), mixed_logits(val_targets, p_val, w)
+            target_test = mixed_logits(t_test_logits, p_test, w)
+        forest.pop("probabilities", None)
+        forest["target_val_accuracy"] = float((val_targets.argmax(1) == va.labels).mean())
+        forest.update({f"target_test_{k}": v for k, v in classification_metrics(te.labels, target_test).items()})
     student, history = distilled(x_train, y_train, targets, embeddings, first)
     rounds = 2 if (y_train < 0).any() else 1
     if rounds == 2:  # self-training (module docstring)
@@ -204,8 +238,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     solo, solo_history = alone(x_train[keep], tr.labels[keep], first)
     candidates = {"distilled": (student, history), "alone": (solo, solo_history)}
     kept = "distilled" if not len(va) or validation_rank(history) >= validation_rank(solo_history) else "alone"
-    t_test_logits = teacher_outputs(teacher_dir, teacher, te)[0]
-    t_test = t_test_logits.argmax(1)
+    t_test = target_test.argmax(1)
     side = {}
     for name, (m, h) in candidates.items():
         logits = predict_logits(m, x_test)
@@ -226,9 +259,13 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     s_metrics = classification_metrics(te.labels, predict_logits(final, x_test))
     t_metrics = classification_metrics(te.labels, t_test_logits)
     t_val = float((val_outs[0].argmax(1) == va.labels).mean()) if len(va) else None
+    mixed = forest is not None and forest["weight"] > 0
+    target_val = forest["target_val_accuracy"] if mixed else t_val
     note = None
-    if t_val is not None and side["alone"]["val_accuracy"] is not None and t_val < side["alone"]["val_accuracy"]:
-        note = (f"the teacher ({t_val:.3f}) is less accurate than the student trained alone "
+    if target_val is not None and side["alone"]["val_accuracy"] is not None \
+            and target_val < side["alone"]["val_accuracy"]:
+        who = "teacher with the forest" if mixed else "teacher"
+        note = (f"the {who} ({target_val:.3f}) is less accurate than the student trained alone "
                 f"({side['alone']['val_accuracy']:.3f}) on the validation windows: distillation has little to pass on")
     metrics = {**final_history, "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"],
                "distilled_from": str(teacher_dir), "distill": asdict(settings), "kept": kept,
@@ -246,6 +283,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
                     "test_macro_f1": t_metrics["macro_f1"]},
         "alone": side["alone"],
         "distilled": side["distilled"],
+        "forest": forest,
         "gain": round(side["distilled"]["test_accuracy"] - side["alone"]["test_accuracy"], 4),
         "kept": kept,
         "rounds": rounds,
