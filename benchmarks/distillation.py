@@ -202,7 +202,11 @@ def report(rows: list[dict], args) -> None:
                 ["dataset", "model", "seeds", "accuracy", "macro_f1", "teacher_agreement", "kept", "parameters",
                  "file_kib", "latency_ms"],
                 vars(args) | {"datasets": ",".join(everywhere), "per_seed": rows},
-                notes="student alone / distilled: the first fits inside `edgekit distill`, on the same windows and "
+                notes="target (teacher + forest): the soft labels the student learns from, the teacher's class "
+                      "probabilities mixed with a random forest's on window statistics at the weight `edgekit "
+                      "distill` chose on the validation windows (kept: the weight per seed; at 0 the target is the "
+                      "teacher; no validation windows: no forest). "
+                      "student alone / distilled: the first fits inside `edgekit distill`, on the same windows and "
                       "preprocessing (labels only vs labels + the teacher's soft labels; with unlabelled windows the "
                       "distilled student is the second of two rounds, taught by the mean of the teacher and the "
                       "first); student kept: the better of "
