@@ -218,11 +218,11 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     target_test, forest = t_test_logits, None
     if settings.forest and len(va):  # the forest's share of the target, chosen on validation (teacher/forest.py)
         forest = forest_target(tr, keep, extra, va, te, len(ds.class_names), val_targets, train_settings.seed)
+        probabilities = forest.pop("probabilities", None)
         if forest["weight"]:
-            w, (p_train, p_val, p_test) = forest["weight"], forest.pop("probabilities")
+            w, (p_train, p_val, p_test) = forest["weight"], probabilities
             targets, val_targets = mixed_logits(targets, p_train, w), mixed_logits(val_targets, p_val, w)
             target_test = mixed_logits(t_test_logits, p_test, w)
-        forest.pop("probabilities", None)
         forest["target_val_accuracy"] = float((val_targets.argmax(1) == va.labels).mean())
         forest.update({f"target_test_{k}": v for k, v in classification_metrics(te.labels, target_test).items()})
     student, history = distilled(x_train, y_train, targets, embeddings, first)

@@ -50,7 +50,7 @@ def forest_probabilities(x: np.ndarray, y: np.ndarray, others: list[np.ndarray],
     present = counts[counts > 0]
     if present.min() < 2:
         return None
-    forest = lambda: RandomForestClassifier(TREES, min_samples_leaf=1, random_state=seed, n_jobs=1)  # noqa: E731
+    forest = lambda: RandomForestClassifier(TREES, random_state=seed, n_jobs=1)  # noqa: E731
 
     def predict(model, z):
         p = np.zeros((len(z), n_classes))
@@ -67,9 +67,9 @@ def forest_probabilities(x: np.ndarray, y: np.ndarray, others: list[np.ndarray],
 
 def mixed_logits(logits: np.ndarray, forest: np.ndarray, weight: float) -> np.ndarray:
     """Logits whose softmax is (1 - weight) · softmax(logits) + weight · forest."""
-    z = logits - logits.max(1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-    return np.log((1 - weight) * p + weight * forest + 1e-12).astype(np.float32)
+    from scipy.special import softmax
+
+    return np.log((1 - weight) * softmax(logits, 1) + weight * forest + 1e-12).astype(np.float32)
 
 
 def forest_weight(logits: np.ndarray, forest: np.ndarray, labels: np.ndarray) -> float:
