@@ -13,7 +13,8 @@ by the edgekit version, the teacher's manifest (its preprocessing and its weight
 the exact windows (values, timestamps, mask, uncertainty), so distilling several students does not rerun the teacher.
 
 With validation windows, the teacher's soft labels are mixed with those of a random forest on window statistics,
-weighted by what lowers the log-loss on the validation windows (0 where the forest does not help; teacher/forest.py).
+weighted by what lowers the log-loss on the validation windows by more than its standard error (0 where the forest
+does not clearly help; teacher/forest.py).
 
 With unlabelled training windows (the label-scarce regime) distillation runs twice, as self-training: the second
 student learns from the mean of the teacher's and the first student's class probabilities, since the first student,

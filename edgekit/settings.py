@@ -220,7 +220,8 @@ class DistillSettings:
     feature_weight: float = setting(0.5, "Weight of matching the teacher's embedding.", minimum=0)
     temperature: float = setting(4.0, "Softmax temperature T of the KL term.", minimum=0)
     forest: bool = setting(True, "Mix a random forest on window statistics into the teacher's soft labels, with the "
-                                 "weight (0 to 0.5) that lowers the log-loss on the validation windows.")
+                                 "weight (0 to 0.5) that lowers the log-loss on the validation windows by more than "
+                                 "its standard error.")
 
     def __post_init__(self):
         if not self.temperature > 0:

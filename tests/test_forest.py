@@ -42,5 +42,14 @@ def test_forest_weight_follows_the_validation_log_loss():
     right, uniform = np.eye(4)[labels], np.full((40, 4), 0.25)
     assert forest_weight(teacher, right, labels) == max(WEIGHTS)
     assert forest_weight(5 * np.eye(4, dtype=np.float32)[labels], uniform, labels) == 0.0
+    # six windows: the forest rescues one the teacher gets badly wrong and costs a little on the other five; the
+    # mean log-loss falls, but by less than its standard error, so the teacher stays alone
+    few, sure = np.zeros(6, int), np.tile(np.float32([2.0, 0.0]), (6, 1))
+    sure[0] = [0.0, 6.0]
+    forest = np.tile([0.3, 0.7], (6, 1))
+    forest[0] = [1.0, 0.0]
+    gain = mixed_logits(sure, forest, max(WEIGHTS))[:, 0] - mixed_logits(sure, forest, 0)[:, 0]
+    assert 0 < gain.mean() < gain.std(ddof=1) / np.sqrt(6)
+    assert forest_weight(sure, forest, few) == 0.0
     p = np.exp(mixed_logits(teacher, right, 0.5))
     assert np.allclose(p, 0.5 * 0.25 + 0.5 * right, atol=1e-6)
