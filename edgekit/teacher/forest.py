@@ -25,19 +25,27 @@ def window_statistics(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray
     """[N, C, T] windows (observed where `mask` [N, T]) -> [N, C·(11 + BANDS) + 1]: per channel the mean, standard
     deviation, minimum, maximum, 5 quantiles, mean and spread of the first difference, and the share of the spectrum's
     energy in BANDS equal bands; then the observed length."""
-    rows = []
-    for i in range(len(values)):
-        v = values[i] if mask is None else values[i][:, mask[i]]
-        if v.shape[1] < 2:  # one sample: no difference or spectrum to speak of
-            v = np.repeat(v, 2, axis=1)
-        d = np.diff(v, axis=1)
-        power = np.abs(np.fft.rfft(v - v.mean(1, keepdims=True), axis=1)) ** 2
-        bands = np.stack([b.sum(1) for b in np.array_split(power, BANDS, axis=1)], 1)
-        bands /= bands.sum(1, keepdims=True) + 1e-12
-        q = np.quantile(v, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1).T
-        stats = np.column_stack([v.mean(1), v.std(1), v.min(1), v.max(1), q, np.abs(d).mean(1), d.std(1), bands])
-        rows.append(np.append(stats.ravel(), v.shape[1] if mask is not None else values.shape[2]))
-    return np.nan_to_num(np.asarray(rows, dtype=np.float64))
+    observed = np.full(len(values), values.shape[2]) if mask is None else mask.sum(1)
+    out = np.zeros((len(values), values.shape[1] * (11 + BANDS) + 1))
+    for n in np.unique(observed):  # windows with as many observed samples are summarised together
+        group = np.flatnonzero(observed == n)
+        v = values[group].astype(np.float64)
+        if mask is not None:  # the observed samples of each window, in order
+            v = np.take_along_axis(v, np.nonzero(mask[group])[1].reshape(len(group), 1, n), axis=2)
+        out[group, :-1] = _statistics(v if n > 1 else np.repeat(v, 2, axis=2)).reshape(len(group), -1)
+        out[group, -1] = n
+    return np.nan_to_num(out)
+
+
+def _statistics(v: np.ndarray) -> np.ndarray:
+    """[G, C, n] (n ≥ 2) -> [G, C, 11 + BANDS], the statistics window_statistics lists."""
+    d = np.diff(v, axis=2)
+    power = np.abs(np.fft.rfft(v - v.mean(2, keepdims=True), axis=2)) ** 2
+    bands = np.stack([b.sum(2) for b in np.array_split(power, BANDS, axis=2)], 2)
+    bands /= bands.sum(2, keepdims=True) + 1e-12
+    q = np.moveaxis(np.quantile(v, [0.05, 0.25, 0.5, 0.75, 0.95], axis=2), 0, 2)
+    first = np.stack([v.mean(2), v.std(2), v.min(2), v.max(2)], 2)
+    return np.concatenate([first, q, np.stack([np.abs(d).mean(2), d.std(2)], 2), bands], 2)
 
 
 def forest_probabilities(x: np.ndarray, y: np.ndarray, others: list[np.ndarray], n_classes: int,
