@@ -54,7 +54,8 @@ def run_one(name: str, seed: int, work: str) -> dict:
     m = summary["metrics"]
     row = {"dataset": name, "seed": seed, "student_fp32": m["test_accuracy"], "val_accuracy": m.get("val_accuracy"),
            "parameters": summary["parameters"], "macs": summary["macs"], "train_s": m["train_seconds"],
-           "kernel": summary["model"]["kernel"], "scales": summary["model"]["scales"], "width": summary["model"]["width"]}
+           "kernel": summary["model"]["kernel"], "scales": summary["model"]["scales"],
+           "width": summary["model"]["width"]}
     fp32 = export_checkpoint(str(root / "ckpt"), str(root / "onnx"))
     for fmt in ("onnx", "tflite"):
         try:
@@ -70,7 +71,8 @@ def run_one(name: str, seed: int, work: str) -> dict:
     pre = load_checkpoint(root / "ckpt").preprocessing
     _, _, tr, va, te = labelled_splits(spec, SplitSettings(), seed)
     one = pre.prepare_windows(te.values[:1])
-    for label, path in (("fp32", root / "onnx" / fp32["model"]["file"]), ("int8", root / "onnx-int8" / "model-int8.onnx")):
+    for label, path in (("fp32", root / "onnx" / fp32["model"]["file"]),
+                        ("int8", root / "onnx-int8" / "model-int8.onnx")):
         if path.exists():
             model = OnnxModel(path, threads=1)
             row[f"latency_{label}_ms"] = median_latency_ms(lambda: model.logits(one))
@@ -111,7 +113,8 @@ def summarise(rows: list[dict]) -> list[dict]:
             "minirocket_ms": round(float(np.median([r["latency_minirocket_ms"] for r in rs])), 3),
             "train_s": round(float(np.max([r["train_s"] for r in rs])), 1),
         })
-    means = {k: float(np.mean([np.mean([r[k] if r[k] is not None else 0.0 for r in rows if r["dataset"] == d["dataset"]])
+    means = {k: float(np.mean([np.mean([r[k] if r[k] is not None else 0.0 for r in rows
+                                        if r["dataset"] == d["dataset"]])
                                for d in out]))  # a refused int8 export counts as 0: the user has no model
              for k in ("student_fp32", "onnx_int8", "tflite_int8", "minirocket")}
     out.append({"dataset": "mean", "seeds": "", **{k: f"{v:.3f}" for k, v in means.items()},
@@ -149,12 +152,12 @@ def main():
                        vars(args) | {"datasets": ",".join(dict.fromkeys(r["dataset"] for r in rows)),
                                      "per_seed": rows},
                        notes="Every run uses edgekit's defaults (no tuning flags). gap: student fp32 minus MiniRocket. "
-                             "ptq_refused: int8 exports (ONNX + TFLite, all seeds) whose post-training quantisation was "
-                             "refused by verification and redone by QAT (a refusal after QAT too is marked in the "
+                             "ptq_refused: int8 exports (ONNX + TFLite, all seeds) whose post-training quantisation "
+                             "was refused by verification and redone by QAT (a refusal after QAT too is marked in the "
                              "accuracy column and counts as 0 in the mean). Latency: one window, one thread, median; "
                              "student through onnxruntime (fp32 and int8 ONNX), MiniRocket through aeon's predict; "
-                             f"{args.jobs} runs shared the machine's cores. train_s: the slowest seed's `edgekit train` "
-                             "wall time (both fits).")
+                             f"{args.jobs} runs shared the machine's cores. train_s: the slowest seed's "
+                             "`edgekit train` wall time (both fits).")
     print(md)
 
 

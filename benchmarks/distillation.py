@@ -176,7 +176,8 @@ def report(rows: list[dict], args) -> None:
             acc, f1 = np.array([r["accuracy"] for r in rs]), np.array([r["macro_f1"] for r in rs])
             agree = [r["teacher_agreement"] for r in rs if "teacher_agreement" in r]
             summary.append({"dataset": name, "model": model, "seeds": len(rs),
-                            "accuracy": f"{acc.mean():.3f} ± {acc.std():.3f}", "macro_f1": f"{f1.mean():.3f} ± {f1.std():.3f}",
+                            "accuracy": f"{acc.mean():.3f} ± {acc.std():.3f}",
+                            "macro_f1": f"{f1.mean():.3f} ± {f1.std():.3f}",
                             "teacher_agreement": f"{np.mean(agree):.3f}" if agree else "",
                             "kept": ", ".join(f"{k} {kept.count(k)}" for k in sorted(set(kept))),
                             "parameters": every[0]["parameters"], "file_kib": rs[0].get("file_kib") if rs else None,

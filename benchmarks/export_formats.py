@@ -79,8 +79,8 @@ def ort_profile(path: Path, x: np.ndarray, reps: int = 500) -> dict:
             runs.append(e["dur"])
     n = len(runs)
     kernels = sum(ops.values()) / n
-    return {"run_us": float(np.median(runs)), "kernels_us": kernels, "nodes": sum(1 for e in events if e.get("cat") == "Node"
-                                                                                and e["name"].endswith("_kernel_time")) // n,
+    return {"run_us": float(np.median(runs)), "kernels_us": kernels,
+            "nodes": sum(1 for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")) // n,
             "ops_us": {k: round(v / n, 2) for k, v in sorted(ops.items(), key=lambda kv: -kv[1])}}
 
 
@@ -104,7 +104,8 @@ def ort_variant(model, windows, calibration, labels, ref, out: Path, quant_forma
     quantize_onnx(to_onnx(model, windows), out, calibration, quant_format, op_types=op_types)
     m = OnnxModel(out)
     got = m.logits(windows)
-    return m, {"bytes": out.stat().st_size, "weight_bytes": weight_bytes(out), "accuracy": float((got.argmax(1) == labels).mean()),
+    return m, {"bytes": out.stat().st_size, "weight_bytes": weight_bytes(out),
+               "accuracy": float((got.argmax(1) == labels).mean()),
                "agreement": float((got.argmax(1) == ref.argmax(1)).mean())}
 
 
@@ -165,8 +166,8 @@ def bench_dataset(name: str, work: Path, reps: int) -> tuple[list[dict], dict]:
     for label, qf, ops in (("onnx int8 qdq all ops", "qdq", None), ("onnx int8 qoperator all ops", "qoperator", None),
                            ("onnx int8 qoperator matmul only", "qoperator", ("MatMul", "Gemm"))):
         try:
-            model, r = ort_variant(ckpt.model, x, calib, test.labels, ref, work / name / f"{label.replace(' ', '-')}.onnx",
-                                   qf, ops)
+            model, r = ort_variant(ckpt.model, x, calib, test.labels, ref,
+                                   work / name / f"{label.replace(' ', '-')}.onnx", qf, ops)
         except Exception as e:  # a variant ORT cannot build is a finding, not a crash
             extra[label] = f"failed: {str(e).splitlines()[0][:120]}"
             continue

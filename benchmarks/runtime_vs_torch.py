@@ -73,7 +73,8 @@ def main(repeats: int = 5):
         rows.append({"process": name, "start_to_prediction_s": float(np.median([t for t, _ in r])),
                      "peak_rss_mib": float(np.median([m for _, m in r])) / 2**20})
     rt, th = rows[0], rows[-1]
-    summary = {"process": "torch / runtime", "start_to_prediction_s": th["start_to_prediction_s"] / rt["start_to_prediction_s"],
+    summary = {"process": "torch / runtime",
+               "start_to_prediction_s": th["start_to_prediction_s"] / rt["start_to_prediction_s"],
                "peak_rss_mib": th["peak_rss_mib"] / rt["peak_rss_mib"]}
     print(write("runtime_vs_torch", "Runtime process vs torch process, same model (BasicMotions MSA-CNN)",
                 [*rows, summary], ["process", "start_to_prediction_s", "peak_rss_mib"], {"repeats": repeats},

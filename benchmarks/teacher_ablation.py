@@ -31,7 +31,8 @@ def corrupt(ds, pre, seed: int):
     std = np.asarray(pre.std, np.float32)[None, :, None]
     sigma_norm = np.where(rng.random(ds.values.shape) < 0.25, 0.8, 0.2).astype(np.float32)  # normalised units
     noisy = ds.values + rng.standard_normal(ds.values.shape).astype(np.float32) * sigma_norm * std
-    mask = (ds.mask if ds.mask is not None else np.ones((len(ds), ds.length), bool)) & (rng.random((len(ds), ds.length)) > 0.3)
+    mask = (ds.mask if ds.mask is not None
+            else np.ones((len(ds), ds.length), bool)) & (rng.random((len(ds), ds.length)) > 0.3)
     mask[:, 0] = True  # keep one observed step per window
     return clean, replace(ds, values=noisy.astype(np.float32), mask=mask, uncertainty=sigma_norm * std)
 

@@ -62,8 +62,8 @@ def main():
         r = [x for x in rows if x["dataset"] == name]
         p, s = np.array([x["pretrained_f1"] for x in r]), np.array([x["scratch_f1"] for x in r])
         summary.append({"dataset": name, "seed": "mean ± sd", "labelled_windows": r[0]["labelled_windows"],
-                        "pretrained_f1": f"{p.mean():.3f} ± {p.std():.3f}", "scratch_f1": f"{s.mean():.3f} ± {s.std():.3f}",
-                        "gain": f"{(p - s).mean():+.3f}"})
+                        "pretrained_f1": f"{p.mean():.3f} ± {p.std():.3f}",
+                        "scratch_f1": f"{s.mean():.3f} ± {s.std():.3f}", "gain": f"{(p - s).mean():+.3f}"})
     cols = ["dataset", "seed", "labelled_windows", "pretrain_val_rmse", "pretrained_f1", "scratch_f1",
             "pretrained_acc", "scratch_acc", "gain"]
     print(write("teacher_pretraining", f"Pretrained vs from-scratch teacher, {args.labels_per_class} labels per class "

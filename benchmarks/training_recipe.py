@@ -99,7 +99,8 @@ def run_one(name: str, seed: int, ablation: str, variant: str, work: str) -> dic
     s = train_student(spec, str(root / "ckpt"), settings=TrainSettings(seed=seed, **settings), model_options=model,
                       progress=False, **split)
     return {"dataset": name, "seed": seed, "variant": variant, "accuracy": s["metrics"]["test_accuracy"],
-            "parameters": s["parameters"], "epochs": s["metrics"]["epochs_run"], "seconds": s["metrics"]["train_seconds"]}
+            "parameters": s["parameters"], "epochs": s["metrics"]["epochs_run"],
+            "seconds": s["metrics"]["train_seconds"]}
 
 
 def main():
@@ -143,8 +144,8 @@ def write_table(ablation: str, rows: list[dict], names: list[str], meta: dict) -
                        "mean over seeds)", (
             "First fit only (no refit): the validation split (20%) is left out of training, so accuracies sit "
             "below `edgekit train`'s. steps×batch: how many windows the student sees; 1500×16 gave PLAID (537 "
-            "training windows) 45 epochs, 4000×64 gives it 477. ArrowHead, OSULeaf and ItalyPowerDemand go through the "
-            "CSV path. '-': not run. max_seconds: the slowest "
+            "training windows) 45 epochs, 4000×64 gives it 477. ArrowHead, OSULeaf and ItalyPowerDemand go through "
+            "the CSV path. '-': not run. max_seconds: the slowest "
             f"training run of the row (one thread, {meta['jobs']} runs at once).")
     md = write("training_recipe" if ablation == "steps" else "training_budget", title, table,
                ["variant", *names, "mean", "max_seconds"], meta | {"per_seed": rows}, notes=notes)

@@ -116,7 +116,8 @@ def data_to_csv(out, group, **spec):
                    "window's log scale as an offset); auto: window_scale when the windows' scales span more than "
                    "three orders of magnitude, else stored.")
 @signal_options
-@click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/checkpoint].")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Checkpoint directory [default: runs/DATASET/checkpoint].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -239,7 +240,8 @@ def quantize(checkpoint, out, qat, epochs, lr, save_checkpoint, overwrite, **kwa
                                 "fine-tuned on]; must have the teacher's channels and classes.")
 @click.option("--unlabeled", multiple=True, help="Extra unlabelled data (bundled name or files), used through "
                                                  "the teacher's soft labels; repeatable.")
-@click.option("--window", type=click.IntRange(min=1), help="Window length for --unlabeled recordings (default: the teacher's).")
+@click.option("--window", type=click.IntRange(min=1),
+              help="Window length for --unlabeled recordings (default: the teacher's).")
 @click.option("--params", default="10k", show_default=True, help="Student parameter budget (e.g. 3k, 10k, 30k).")
 @click.option("--width", type=float, help="Set the student width directly instead of --params.")
 @options(DistillSettings)

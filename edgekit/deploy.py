@@ -470,9 +470,9 @@ def deploy_command(bundle, hosts, inventory, wheelhouse, root, board_python, ssh
     """Deploy BUNDLE to the boards HOSTS ([user@]host[:port]) over SSH, for boards without network.
 
     Each board gets the bundle (and the runtime, installed with pip from copied wheels only, when it has none or
-    --wheelhouse gives one), verifies it, benches it against the active bundle and then switches to it atomically; `--rollback`
-    returns to the previous one, `--status` shows what runs where. A board that fails is reported and left as
-    it was; the exit status is 1 when any board failed.
+    --wheelhouse gives one), verifies it, benches it against the active bundle and then switches to it atomically;
+    `--rollback` returns to the previous one, `--status` shows what runs where. A board that fails is reported and
+    left as it was; the exit status is 1 when any board failed.
 
     \b
         edgekit deploy runs/demo/bundle/bundle pi@shop-1 pi@shop-2

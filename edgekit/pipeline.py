@@ -33,8 +33,8 @@ RESUMABLE = ("pretrain", "sweep")  # stages that continue inside their work dire
 RECORD = "stage.json"
 # what each stage depends on in the recipe besides the stages before it
 STAGE_SECTIONS = {"pretrain": ("data", "teacher", "pretrain"), "finetune": ("data", "teacher", "finetune"),
-                  "sweep": ("sweep", "distill"), "distill": ("data", "student", "distill"), "export": ("export",), "bundle": ("bundle",),
-                  "bench": ("bench",)}
+                  "sweep": ("sweep", "distill"), "distill": ("data", "student", "distill"), "export": ("export",),
+                  "bundle": ("bundle",), "bench": ("bench",)}
 
 
 def stage_key(stage: str, recipe: Recipe, upstream: dict[str, str]) -> str:

@@ -26,7 +26,8 @@ def _sections() -> dict[str, dict[str, Key]]:
     """Every section's keys, made from the settings classes the commands' options are made from."""
     return {
         # data.seed seeds every stage (the split, initialisation and batches), as --seed does
-        "data": {**recipe_keys(DataSettings), **recipe_keys(SplitSettings), **recipe_keys(TrainSettings, only=("seed",))},
+        "data": {**recipe_keys(DataSettings), **recipe_keys(SplitSettings),
+                 **recipe_keys(TrainSettings, only=("seed",))},
         # pretrained = "general" (the default): start from the teacher that ships with edgekit (size, patch and time
         # bias are then its own; attention, block and topk choose the backend any teacher runs); "none": a new one
         "teacher": recipe_keys(TeacherSettings, defaults=FINETUNE_TEACHER),

@@ -6,9 +6,9 @@ Students train for a fixed number of epochs, without early stopping, so the val 
 the in-distribution (ID) test set; the test split is the out-of-distribution (OOD) set when it is a grouped split
 (whole groups held out). With a teacher, every student is distilled from the teacher's outputs on the training
 windows, computed once and cached on disk (`distill.teacher_outputs`), mixed with the statistics forest as
-`edgekit distill` mixes them (teacher/forest.py; its weight, one of five, chosen on the val windows); a data fraction keeps a stratified share of
-the labelled training windows. Each grid point writes its checkpoint and result under OUT/points/, so an
-interrupted sweep continues where it stopped.
+`edgekit distill` mixes them (teacher/forest.py; its weight, one of five, chosen on the val windows); a data fraction
+keeps a stratified share of the labelled training windows. Each grid point writes its checkpoint and result under
+OUT/points/, so an interrupted sweep continues where it stopped.
 """
 
 from __future__ import annotations
@@ -265,7 +265,8 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
                    "forest_weight": forest_weight,
                    "id_error": 1 - classification_metrics(va.labels, teacher_outputs(teacher_dir, t, va)[0])["accuracy"]
                    if len(va) else None,
-                   "ood_error": 1 - classification_metrics(te.labels, teacher_outputs(teacher_dir, t, te)[0])["accuracy"]}
+                   "ood_error": 1 - classification_metrics(te.labels,
+                                                           teacher_outputs(teacher_dir, t, te)[0])["accuracy"]}
     else:
         ds, tr, va, te = _splits(spec)
     if len(va) == 0:
@@ -294,7 +295,8 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
                          "settings": asdict(settings), "distill": asdict(distill_settings), "threads": threads,
                          "out": str(out / "points" / g["id"])})
     echo(f"sweep     {len(grid)} students ({len(results)} already done), {ds.name}: {len(tr)} train, "
-         f"{len(va)} ID-test, {len(te)} OOD-test windows{', distilled from ' + str(teacher_dir) if teacher_dir else ''}")
+         f"{len(va)} ID-test, {len(te)} OOD-test windows"
+         f"{', distilled from ' + str(teacher_dir) if teacher_dir else ''}")
     results += _run_jobs(todo, jobs, ray_address, echo)
     results.sort(key=lambda r: (r["parameters"], r["fraction"], r["seed"]))
 
@@ -326,7 +328,8 @@ def format_summary(s: dict) -> str:
     lines = [f"# Sweep on {s['dataset']}", "",
              f"{s['windows']['train']} training windows, {s['windows']['id_test']} in-distribution test windows, "
              f"{s['windows']['ood_test']} out-of-distribution test windows "
-             f"({'grouped split: whole groups held out' if s['ood_is_grouped'] else 'random split: NOT out of distribution'})."]
+             f"""({'grouped split: whole groups held out' if s['ood_is_grouped']
+                   else 'random split: NOT out of distribution'})."""]
     if s["teacher"]:
         t = s["teacher"]
         forest = f" The students learn from it mixed with the statistics forest at weight {t['forest_weight']:g}." \
@@ -342,7 +345,8 @@ def format_summary(s: dict) -> str:
                      f"{'yes' if r['pareto'] else ''} |")
     lines += ["", "## Fits: error = E + A·X^(-alpha)", "",
               f"Intervals: {int(s['fits'].get('id_params', {}) and s['fits']['id_params']['level'] * 100 or 90)}% "
-              "bootstrap over seeds.", "", "| split | X | alpha | alpha interval | E | E interval |", "|---|---|---|---|---|---|"]
+              "bootstrap over seeds.", "", "| split | X | alpha | alpha interval | E | E interval |",
+              "|---|---|---|---|---|---|"]
     for key, f in s["fits"].items():
         split, x = key.split("_")
         name = {"params": "parameters N", "data": "training windows D"}[x]
@@ -359,7 +363,8 @@ def format_summary(s: dict) -> str:
         for i, p in enumerate(f_id["predictions"]):
             o = f_ood["predictions"][i] if f_ood else None
             lines.append(f"| {int(p['size']):,} | {p['error']:.3f} | {_interval(p['interval'])} | "
-                         f"{'-' if o is None else format(o['error'], '.3f')} | {'-' if o is None else _interval(o['interval'])} | "
+                         f"{'-' if o is None else format(o['error'], '.3f')} | "
+                         f"{'-' if o is None else _interval(o['interval'])} | "
                          f"{'extrapolated' if p['size'] > tried else ''} |")
     r = s["recommendation"]
     lines.append("")
@@ -404,7 +409,8 @@ def _floats(value: str) -> list[float]:
               help="Comma-separated student parameter budgets.")
 @click.option("--fractions", default="1", show_default=True,
               help="Comma-separated shares of the labelled training windows (for the fit in data).")
-@click.option("--seeds", default=3, show_default=True, help="Seeds per grid point (the fits' intervals come from them).")
+@click.option("--seeds", default=3, show_default=True,
+              help="Seeds per grid point (the fits' intervals come from them).")
 @options(SweepSettings)
 @click.option("--split", "split_method", type=click.Choice(["random", "group"]),
               help="Without --teacher: random or group (default: the benchmark's own split, grouped).")

@@ -93,5 +93,5 @@ def train_student(spec: dict, out: str, split: SplitSettings = SplitSettings(), 
     save_checkpoint(out, Checkpoint(model, pre, ds.class_names, spec, metrics, HeldOut.of(tr, te, spec["seed"])),
                     overwrite=overwrite)
     return {"dataset": ds.name, "windows": {"train": len(tr), "val": len(va), "test": len(te)},
-            "parameters": count_parameters(model), "macs": count_macs(model), "model": cfg.to_dict(), "metrics": metrics,
-            "checkpoint": str(out)}
+            "parameters": count_parameters(model), "macs": count_macs(model), "model": cfg.to_dict(),
+            "metrics": metrics, "checkpoint": str(out)}

@@ -241,7 +241,8 @@ def test_tflite_int8_ranges_cover_every_calibration_window(tmp_path):
     from edgekit_runtime.engine import LiteRTModel
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, (1, 3), padding=(0, 1)), nn.ReLU(), nn.Conv2d(4, 4, (1, 3)), nn.Flatten()).eval()
+    model = nn.Sequential(nn.Conv2d(1, 4, (1, 3), padding=(0, 1)), nn.ReLU(), nn.Conv2d(4, 4, (1, 3)),
+                          nn.Flatten()).eval()
     wrapped = nn.Sequential(nn.Unflatten(1, (1, 1)), model).eval()
     small = np.random.default_rng(0).normal(scale=0.1, size=(60, 1, 16)).astype(np.float32)
     large = 10 * np.abs(small[:1])

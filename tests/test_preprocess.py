@@ -84,7 +84,8 @@ def test_streaming_windows_equal_batch_windows_for_random_chunkings(seed):
 
 
 def test_csv_reader_skips_bad_rows_and_never_windows_across_them():
-    text = "time,a\n" + "".join(f"{i},{i}\n" for i in range(6)) + "6,oops\n" + "".join(f"{i},{i}\n" for i in range(7, 13))
+    text = "time,a\n" + "".join(f"{i},{i}\n" for i in range(6)) + "6,oops\n" + "".join(f"{i},{i}\n"
+                                                                                       for i in range(7, 13))
     bad = []
     chunks = list(read_chunks(io.StringIO(text), "mem", ("a",), 1.0, fmt="csv", on_bad=bad.append))
     assert bad == ["mem:8: bad row: non-numeric value"]

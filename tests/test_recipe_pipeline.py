@@ -51,7 +51,8 @@ def write_recipe(tmp_path, steps=2, params="2k", name="tiny.toml"):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('[data]\ndataset = "BasicMotions"\n[student]\nparms = "3k"\n', "unknown key student.parms; allowed: params, width"),
+    ('[data]\ndataset = "BasicMotions"\n[student]\nparms = "3k"\n',
+     "unknown key student.parms; allowed: params, width"),
     ('[data]\ndataset = "NoSuchSet"\n', "data.dataset = 'NoSuchSet' is neither a bundled dataset"),
     ('[data]\ndataset = "BasicMotions"\n[teacher]\nsize = "huge"\n', "teacher.size = 'huge' is not allowed; "
                                                                      "allowed: tiny, small, base, large"),
@@ -67,9 +68,11 @@ def write_recipe(tmp_path, steps=2, params="2k", name="tiny.toml"):
     ('[data]\ndataset = "BasicMotions"\n[students]\n', "unknown key students; allowed: name, data,"),
     ('[data\n', "not valid TOML"),
     ('[data]\ndataset = "BasicMotions"\n[student]\nparams = "auto"\n', "add a [sweep] table"),
-    ('[data]\ndataset = "BasicMotions"\n[sweep]\nfractions = [0.5, "all"]\n', "sweep.fractions must be a list of numbers"),
+    ('[data]\ndataset = "BasicMotions"\n[sweep]\nfractions = [0.5, "all"]\n',
+     "sweep.fractions must be a list of numbers"),
     ('[data]\ndataset = "BasicMotions"\n[sweep]\nfractions = [1.5]\n', "sweep.fractions must be in (0, 1]"),
-    ('[data]\ndataset = "BasicMotions"\n[distill]\ntemperature = 0\n', "distill: the distillation temperature must be positive"),
+    ('[data]\ndataset = "BasicMotions"\n[distill]\ntemperature = 0\n',
+     "distill: the distillation temperature must be positive"),
     ('[data]\ndataset = "BasicMotions"\n[distill]\nsteps = 0\n', "distill.steps must be at least 1, got 0"),
 ])
 def test_invalid_recipe_is_one_line_naming_the_key_before_any_work(tmp_path, text, message):

@@ -118,7 +118,8 @@ def test_detrend_removes_lines_and_means():
 def test_preprocess_json_round_trip_and_older_files_still_load():
     pre = full_preprocessing()
     back = Preprocessing.from_json(json.loads(json.dumps(pre.to_json())))
-    assert (back.detrend, back.max_gap, back.filter.kind, back.filter.cutoff_hz) == ("linear", 0.2, "bandpass", (0.5, 10.0))
+    assert (back.detrend, back.max_gap, back.filter.kind,
+            back.filter.cutoff_hz) == ("linear", 0.2, "bandpass", (0.5, 10.0))
     np.testing.assert_array_equal(back.filter.sos, pre.filter.sos)
     old = {"channels": ["a"], "sampling_rate": 10.0, "window": 8, "stride": 8, "normalize": "window"}
     p = Preprocessing.from_json(old)

@@ -320,7 +320,8 @@ def test_non_finite_loss_stops_training(vowels, tmp_path, monkeypatch):
     train, val, pre, cfg = vowels
     import edgekit.teacher.pretrain as pt
 
-    monkeypatch.setattr(pt, "masked_reconstruction_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    monkeypatch.setattr(pt, "masked_reconstruction_loss",
+                        lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(UserError, match="non-finite at step 0"):
         pretrain(TeacherCheckpoint(Teacher(cfg), pre, {}), train, val, PretrainSettings(steps=5, tokens_per_step=256),
                  str(tmp_path / "x"), progress=False)

@@ -157,7 +157,8 @@ def bundled_name(name: str) -> str | None:
 def load_bundled(name: str, window: int | None = None, stride: int | None = None) -> WindowSet:
     key = bundled_name(name)
     if key is None:
-        raise UserError(f"unknown dataset {name!r}; bundled datasets: {', '.join(BUNDLED)} (or give a CSV/Parquet path)")
+        raise UserError(f"unknown dataset {name!r}; bundled datasets: {', '.join(BUNDLED)} "
+                        "(or give a CSV/Parquet path)")
     entry = BUNDLED[key]
     if entry.windowed:
         kwargs = {k: v for k, v in (("window", window), ("stride", stride)) if v is not None}

@@ -72,7 +72,8 @@ def _times(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
             dt = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
             if dt.isna().any():
                 i = int(np.flatnonzero(dt.isna().to_numpy())[0])
-                raise UserError(f"{path}: {_row(path, i)}, column {col!r}: not a number of seconds or an ISO-8601 time: {raw.iloc[i]!r}")
+                raise UserError(f"{path}: {_row(path, i)}, column {col!r}: "
+                                f"not a number of seconds or an ISO-8601 time: {raw.iloc[i]!r}")
     if dt is not None:
         t = (dt - pd.Timestamp("1970-01-01", tz="UTC") if dt.dt.tz is not None else dt - pd.Timestamp("1970-01-01"))
         t = t.dt.total_seconds().to_numpy()
@@ -147,7 +148,8 @@ def load_table(
             class_names = tuple(sorted(raw.unique()))
         unknown = sorted(set(raw) - set(class_names))
         if unknown:
-            raise UserError(f"{path}: column {label_column!r}: labels {unknown} not in the class set {list(class_names)}")
+            raise UserError(f"{path}: column {label_column!r}: labels {unknown} "
+                            f"not in the class set {list(class_names)}")
         index = {c: k for k, c in enumerate(class_names)}
         sample_labels = raw.map(index).to_numpy(np.int64)
     steps = _recording_steps(signal, channels, window, stride)
@@ -191,7 +193,8 @@ def load_tables(paths: list[Path], **options) -> WindowSet:
     first = sets[0]
     for p, s in zip(paths[1:], sets[1:]):
         if s.channel_names != first.channel_names:
-            raise UserError(f"{p}: channels {list(s.channel_names)} differ from {paths[0]}: {list(first.channel_names)}")
+            raise UserError(f"{p}: channels {list(s.channel_names)} differ from {paths[0]}: "
+                            f"{list(first.channel_names)}")
     if len(sets) == 1:
         return first
     labels, class_names = None, first.class_names
@@ -200,7 +203,8 @@ def load_tables(paths: list[Path], **options) -> WindowSet:
         class_names = tuple(sorted(set().union(*(s.class_names for s in sets))))
         index = {c: k for k, c in enumerate(class_names)}
         labels = np.concatenate([np.array([index[c] for c in s.class_names], np.int64)[s.labels] for s in sets])
-    cat = lambda key: None if getattr(first, key) is None else np.concatenate([getattr(s, key) for s in sets])  # noqa: E731
+    cat = lambda key: None if getattr(first, key) is None else np.concatenate([getattr(s, key)  # noqa: E731
+                                                                                for s in sets])
     return WindowSet(cat("values"), labels, first.channel_names, class_names,
                      float(np.median([s.sampling_rate for s in sets])), timestamps=cat("timestamps"),
                      uncertainty=cat("uncertainty"), groups=cat("groups"), name=str(paths[0].parent),

@@ -48,7 +48,8 @@ class WindowSet:
             arr = getattr(self, key)
             if arr is not None and arr.shape != shape:
                 raise ValueError(f"{key} has shape {arr.shape}, expected {shape}")
-        if self.labels is not None and len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+        if self.labels is not None and len(self.labels) and (self.labels.min() < 0
+                                                             or self.labels.max() >= len(self.class_names)):
             raise ValueError("labels out of range of class_names")
 
     def __len__(self) -> int:
@@ -86,7 +87,8 @@ class WindowSet:
             "channel_names": list(self.channel_names),
             "classes": list(self.class_names),
             "class_balance": self.class_counts(),
-            "timestamps": "per-sample" if self.timestamps is not None else f"implicit, regular at {self.sampling_rate:g} Hz",
+            "timestamps": "per-sample" if self.timestamps is not None
+            else f"implicit, regular at {self.sampling_rate:g} Hz",
             "uncertainty": self.uncertainty is not None,
             "padded": bool(self.mask is not None and not self.mask.all()),
             "groups": sorted(set(self.groups.tolist())) if self.groups is not None else [],

@@ -207,7 +207,8 @@ class MSACNN(nn.Module):
             nn.Dropout(cfg.dropout))
         # multivariate: one global C×1 convolution mixes the channels; univariate: a temporal 1×u convolution
         sk = (cfg.n_channels, 1) if cfg.n_channels > 1 else (1, cfg.univariate_kernel)
-        self.spatial = nn.Sequential(nn.Conv2d(integrated, spatial, sk, padding=(0, sk[1] // 2), bias=not cfg.batch_norm),
+        self.spatial = nn.Sequential(nn.Conv2d(integrated, spatial, sk, padding=(0, sk[1] // 2),
+                                               bias=not cfg.batch_norm),
                                      norm(spatial), nn.ReLU())
         self.embedding = nn.Linear(spatial, cfg.embed)
         self.register_buffer("positions", sinusoidal_positions(cfg.tokens, cfg.embed), persistent=False)

@@ -3,9 +3,10 @@
 The training data is one or more sources (a dataset's windows, or the corpus of the general teacher), each seen
 channel by channel. A step draws a source (weighted by the square root of its size, so small sources are not
 drowned), a crop of at most `max_tokens` patches at a random offset, and as many windows as fill
-`tokens_per_step` tokens. Every step draws its batch and masks from (seed, step) alone, so a run resumed from a checkpoint takes exactly
-the steps an uninterrupted run would. Under torchrun the same code runs with DistributedDataParallel (gloo on CPU,
-nccl on GPU): each rank takes its share of the step's batch, rank 0 writes checkpoints.
+`tokens_per_step` tokens. Every step draws its batch and masks from (seed, step) alone, so a run resumed from a
+checkpoint takes exactly the steps an uninterrupted run would. Under torchrun the same code runs with
+DistributedDataParallel (gloo on CPU, nccl on GPU): each rank takes its share of the step's batch, rank 0 writes
+checkpoints.
 """
 
 from __future__ import annotations

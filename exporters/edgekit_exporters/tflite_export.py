@@ -5,7 +5,8 @@ how the board runs it: one window per call.
 int8 quantises the float .tflite: the multi-channel Conv2d layers get per-channel int8 weights and int8
 activations calibrated on training windows; the rest stays float (see INT8_OPS). Inputs and outputs are float32,
 or with `int8_io` int8 (a DEQUANTIZE/QUANTIZE op at each end, scaled to the calibration windows and their
-logits; the runtime quantises windows with the model's own scale and zero point). Every file gets compact tensor names (tflite_graph).
+logits; the runtime quantises windows with the model's own scale and zero point). Every file gets compact tensor
+names (tflite_graph).
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def export_tflite(model: torch.nn.Module, path: str | Path, check_windows: np.nd
             raise explain_failure(e, model, example, "TFLite") from None
         exported = np.concatenate([runner.logits(check_windows[i : i + 1]) for i in range(len(check_windows))])
         metrics = verify_logits(torch_logits(model, check_windows), exported, check_labels,
-                                tolerance or DEFAULT_TOLERANCES[precision], what=f"TFLite {precision} export {path.name}")
+                                tolerance or DEFAULT_TOLERANCES[precision],
+                                what=f"TFLite {precision} export {path.name}")
         io = runner.io()
     except BaseException:
         path.unlink(missing_ok=True)

@@ -218,7 +218,8 @@ def format_table(r: dict, comparison: list[dict] | None = None) -> str:
     if "cold_start" in r:
         cs = r["cold_start"]
         lines.append(f"cold start {cs['cached_s']:.2f} s to first prediction with a warm numba cache, "
-                     f"{cs['no_cache_s']:.2f} s with an empty one; peak RSS {cs['peak_rss_bytes'] / 2**20:.0f} MiB ({cs['model']})")
+                     f"{cs['no_cache_s']:.2f} s with an empty one; "
+                     f"peak RSS {cs['peak_rss_bytes'] / 2**20:.0f} MiB ({cs['model']})")
     p = r["preprocess"]
     lines.append(f"preprocess {p['numba']['median_ms'] * 1e3:.1f} µs/window streaming ({p.get('engine', 'numba')}), "
                  f"{p['numpy']['median_ms'] * 1e3:.1f} µs numpy reference ({p['numpy_over_numba']:.1f}x); "

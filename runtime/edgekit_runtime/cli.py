@@ -131,7 +131,8 @@ def backend_options(f):
 @click.option("--idle-timeout", type=click.FloatRange(min=0),
               help="With --follow: stop after this many seconds without new data.")
 @click.option("--only-changes", is_flag=True, help="Write a record only when the predicted class changes.")
-@click.option("--stride", type=click.IntRange(min=1), help="Samples between window starts (default: the model's stride).")
+@click.option("--stride", type=click.IntRange(min=1),
+              help="Samples between window starts (default: the model's stride).")
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(min=1), help="Windows per model call.")
 @backend_options
 @TRUST
@@ -144,10 +145,11 @@ def run(bundle, input_path, out, fmt, follow, idle_timeout, only_changes, stride
 
     INPUT is a CSV, JSON-lines or Parquet file (Parquet needs pyarrow), a directory of them, or - for stdin.
     CSV has a header row naming the columns: the model's channel columns (any order, extra columns ignored) and
-    optionally a `time` column (seconds or ISO-8601); JSON lines and Parquet have the same keys/columns. Writes one JSON line per window:
-    {"source", "window_end", "class", "probabilities", "latency_ms"}. Bad rows are reported on stderr with their
-    line number and skipped; a window never spans a bad row. A row is bad when a value is not a number (JSON
-    true/false included), NaN, infinite or beyond ±1e15, or its time is beyond year 9999 or goes backwards.
+    optionally a `time` column (seconds or ISO-8601); JSON lines and Parquet have the same keys/columns. Writes one
+    JSON line per window: {"source", "window_end", "class", "probabilities", "latency_ms"}. Bad rows are reported on
+    stderr with their line number and skipped; a window never spans a bad row. A row is bad when a value is not a
+    number (JSON true/false included), NaN, infinite or beyond ±1e15, or its time is beyond year 9999 or goes
+    backwards.
 
     Text is UTF-8 (a leading byte-order mark is dropped); lines end at LF or CRLF and hold at most 1 MiB
     (1048576 characters): a longer line stops the run with an error. The first JSON object must hold every

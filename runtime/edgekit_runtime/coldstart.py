@@ -2,8 +2,9 @@
 
     python -m edgekit_runtime.coldstart BUNDLE MODEL_FILE [TRUSTED_KEY ...]
 
-loads and verifies the bundle (its signature too when keys are trusted, here or in the trust directory), streams one window of samples through the preprocessing and the model, and
-prints one JSON line: seconds from interpreter start to the first prediction, and the process's peak RSS.
+loads and verifies the bundle (its signature too when keys are trusted, here or in the trust directory), streams one
+window of samples through the preprocessing and the model, and prints one JSON line: seconds from interpreter start
+to the first prediction, and the process's peak RSS.
 """
 
 import time

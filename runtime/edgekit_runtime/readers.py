@@ -342,7 +342,8 @@ def read_parquet_chunks(path, channels: tuple[str, ...], sampling_rate: float, t
     names = f.schema_arrow.names
     missing = [c for c in channels if c not in names]
     if missing:
-        raise UserError(f"{path}: missing channel column(s) {', '.join(missing)}; the model needs {', '.join(channels)}")
+        raise UserError(f"{path}: missing channel column(s) {', '.join(missing)}; "
+                        f"the model needs {', '.join(channels)}")
     if label_column is not None and label_column not in names:
         raise UserError(f"{path}: no label column {label_column!r}")
     tcol = time_column if time_column in names else None

@@ -120,7 +120,8 @@ def sign_manifest(manifest_bytes: bytes, private_key_path: str | Path) -> bytes:
                         "signer": fingerprint(raw)}, indent=2) + "\n").encode()
 
 
-def check_signature(manifest_bytes: bytes, sig_bytes: bytes | None, trust: list[bytes] | None, where: str) -> str | None:
+def check_signature(manifest_bytes: bytes, sig_bytes: bytes | None, trust: list[bytes] | None,
+                    where: str) -> str | None:
     """Check manifest.sig against the manifest and the trusted keys; return the signer's fingerprint (None when
     unsigned and nothing is trusted). Refuses an unsigned bundle or a foreign signer when keys are trusted."""
     if sig_bytes is None:
