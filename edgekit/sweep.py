@@ -325,11 +325,10 @@ def _interval(iv) -> str:
 
 
 def format_summary(s: dict) -> str:
+    kind = "grouped split: whole groups held out" if s["ood_is_grouped"] else "random split: NOT out of distribution"
     lines = [f"# Sweep on {s['dataset']}", "",
              f"{s['windows']['train']} training windows, {s['windows']['id_test']} in-distribution test windows, "
-             f"{s['windows']['ood_test']} out-of-distribution test windows "
-             f"""({'grouped split: whole groups held out' if s['ood_is_grouped']
-                   else 'random split: NOT out of distribution'})."""]
+             f"{s['windows']['ood_test']} out-of-distribution test windows ({kind})."]
     if s["teacher"]:
         t = s["teacher"]
         forest = f" The students learn from it mixed with the statistics forest at weight {t['forest_weight']:g}." \
