@@ -251,10 +251,11 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
         spec = t.data
         ds, tr, va, te = _splits(spec)
         logits, emb = teacher_outputs(teacher_dir, t, tr)  # cached next to the teacher: computed once
+        val_logits = teacher_outputs(teacher_dir, t, va)[0] if len(va) else None
         forest_weight = 0.0
         if distill_settings.forest and len(va):  # the target edgekit distill teaches: teacher + forest
-            forest = forest_target(tr, np.arange(len(tr)), [], va, te, len(ds.class_names),
-                                   teacher_outputs(teacher_dir, t, va)[0], TrainSettings().seed)
+            forest = forest_target(tr, np.arange(len(tr)), [], va, te, len(ds.class_names), val_logits,
+                                   TrainSettings().seed)
             if forest["weight"]:
                 forest_weight = forest["weight"]
                 logits = mixed_logits(logits, forest["probabilities"][0], forest_weight)
@@ -263,8 +264,7 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
             np.savez(f, logits=logits, embeddings=emb)
         teacher = {"dir": str(teacher_dir), "parameters": sum(p.numel() for p in t.model.parameters()),
                    "forest_weight": forest_weight,
-                   "id_error": 1 - classification_metrics(va.labels, teacher_outputs(teacher_dir, t, va)[0])["accuracy"]
-                   if len(va) else None,
+                   "id_error": 1 - classification_metrics(va.labels, val_logits)["accuracy"] if len(va) else None,
                    "ood_error": 1 - classification_metrics(te.labels,
                                                            teacher_outputs(teacher_dir, t, te)[0])["accuracy"]}
     else:
