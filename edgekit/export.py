@@ -54,6 +54,7 @@ def export_checkpoint(checkpoint: str, out: str, settings: ExportSettings = Expo
     with atomic_directory(out, overwrite=overwrite) as tmp:
         verification = export_model(model, tmp / name, fmt, precision, windows, test.labels, calibration,
                                     tolerance, settings.quant_format, settings.int8_io)
+        _hold_to_model_before_qat(ckpt.metrics, verification, tolerance, f"{name} export")
         preprocess = {**ckpt.preprocessing.to_json(), "classes": list(ckpt.classes)}
         (tmp / PREPROCESS).write_text(json.dumps(preprocess, indent=2) + "\n")
         manifest = {
@@ -69,6 +70,21 @@ def export_checkpoint(checkpoint: str, out: str, settings: ExportSettings = Expo
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _hold_to_model_before_qat(metrics: dict, verification: dict, tolerance, what: str) -> None:
+    """A QAT checkpoint's export is verified against the tuned model; its accuracy drop is also held against the
+    float model QAT started from, so tuning cannot spend the user's --max-accuracy-drop unseen."""
+    from edgekit_exporters import ExportMismatch
+
+    before = metrics.get("qat", {}).get("test_accuracy_float_before")
+    if before is None or tolerance.max_accuracy_drop is None or "accuracy_exported" not in verification:
+        return
+    drop = before - verification["accuracy_exported"]
+    if drop > tolerance.max_accuracy_drop + 1e-9:  # as Tolerance.failures rounds
+        raise ExportMismatch(f"{what} after quantisation-aware training: accuracy drop {drop:.4f} > "
+                             f"{tolerance.max_accuracy_drop:g} against the model before it "
+                             f"({before:.4f} -> {verification['accuracy_exported']:.4f}); nothing written")
 
 
 def _backend_versions(fmt: str) -> dict:

@@ -141,7 +141,8 @@ def qat_checkpoint(checkpoint: str, out: str, fmt: str = "onnx", epochs: int = 3
     def accuracy() -> float:
         return float((predict_logits(model, x["test"]).argmax(1) == te.labels).mean())
 
-    before = accuracy()
+    # tuning a QAT checkpoint again: the float model before QAT is still the one the first tuning started from
+    before = ckpt.metrics.get("qat", {}).get("test_accuracy_float_before", accuracy())
     torch.manual_seed(seed)
     with simulated_int8(model, FORMATS[fmt].int8_weight_levels):
         observe_ranges(model, x["train"])

@@ -139,3 +139,16 @@ def test_refused_int8_export_falls_back_to_qat_and_refuses_when_that_fails_too(b
     assert "falling back to quantisation-aware training" in r.stderr
     assert_one_line_error(r, "max abs diff")  # no int8 file matches torch to 1e-9, QAT or not
     assert not out.exists()
+
+
+def test_qat_that_costs_accuracy_against_the_float_model_is_refused(basic_motions_run, tmp_path):
+    # a learning rate far too large: the tuned model and its int8 file agree, but both lost what the float model had
+    out, tuned = tmp_path / "int8", tmp_path / "qat"
+    r = edgekit("quantize", basic_motions_run["root"] / "checkpoint", "--qat", "--epochs", "4", "--lr", "3",
+                "--calibration-size", "24", "--out", out, "--save-checkpoint", tuned)
+    assert_one_line_error(r, "against the model before it")
+    assert not out.exists()
+    # the same tuned checkpoint exported on its own is held to its source model too
+    r = edgekit("export", tuned, "--precision", "int8", "--out", out)
+    assert_one_line_error(r, "against the model before it")
+    assert not out.exists()
