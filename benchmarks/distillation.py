@@ -8,7 +8,7 @@ label-scarce regime. Reported: test
 accuracy, macro-F1, parameters, model file size and single-window CPU latency (one thread).
 
     python benchmarks/distillation.py [--datasets BasicMotions,JapaneseVowels,ACSF1,GunPoint,PLAID] [--seeds 3]
-                                      [--first-seed 0] [--labels-per-class 10] [--merge]
+                                      [--first-seed 0] [--labels-per-class 10] [--merge] [--teachers DIR]
 
 Daphnet S06R02E0 is not in the default list: the excerpt aeon ships has no freeze-of-gait episode, so all of its
 windows carry one class and there is nothing to classify.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import shutil
 import sys
 import tempfile
 import time
@@ -52,14 +53,21 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     val = 0.0 if few else 0.2  # label-scarce: no validation labels either, so no choice between the students
     ds, split_spec, tr, va, te = labelled_splits(spec, SplitSettings(val=val), seed)
     run = tmp / f"{name}-{seed}"
-    began = time.perf_counter()
-    t = finetune(spec, str(run / "teacher"), TeacherSettings(pretrained="general"), FinetuneSettings(few),
+    saved = Path(args.teachers) / f"{name}-{seed}-{few or 'all'}" if args.teachers else None
+    if saved and (saved / "teacher.json").is_file():  # fine-tuned by an earlier run: reused, its time not known
+        shutil.copytree(saved, run / "teacher")
+        t_seconds = None
+    else:
+        began = time.perf_counter()
+        finetune(spec, str(run / "teacher"), TeacherSettings(pretrained="general"), FinetuneSettings(few),
                  SplitSettings(val=val), replace(FINETUNE, seed=seed), progress=False)
-    t_seconds = time.perf_counter() - began
+        t_seconds = round(time.perf_counter() - began)
+        if saved:
+            shutil.copytree(run / "teacher", saved)
     d = distill(str(run / "teacher"), str(run / "distilled"), params=args.params,
                 train_settings=TrainSettings(seed=seed), progress=False)
 
-    rows = []
+    rows, t = [], d["teacher"]  # the teacher's test metrics, on the windows the students are measured on
     teacher = load_teacher(run / "teacher")
     one = prepare(te.subset([0]), teacher.preprocessing, teacher.model.cfg.patch)
     with torch.no_grad():
@@ -68,11 +76,12 @@ def run_dataset(name: str, seed: int, args, tmp: Path) -> list[dict]:
     rows.append({"model": "teacher (general, fine-tuned)", "accuracy": t["test_accuracy"],
                  "macro_f1": t["test_macro_f1"], "parameters": t["parameters"],
                  "file_kib": (run / "teacher" / "model.pt").stat().st_size / 1024, "latency_ms": lat,
-                 "finetune_seconds": round(t_seconds)})
-    if d["forest"] is not None:  # the teacher's soft labels with the statistics forest mixed in
-        rows.append({"model": "target (teacher + forest)", "kept": f"forest {d['forest']['weight']}",
-                     "accuracy": d["forest"]["target_test_accuracy"], "macro_f1": d["forest"]["target_test_macro_f1"],
-                     "forest_accuracy": d["forest"]["test_accuracy"], "parameters": t["parameters"]})
+                 "finetune_seconds": t_seconds})
+    member = d["minirocket"]
+    if member is not None:  # the teacher's soft labels with MiniRocket's mixed in
+        rows.append({"model": "target (teacher + MiniRocket)", "kept": f"MiniRocket {member['weight']}",
+                     "accuracy": member["target_test_accuracy"], "macro_f1": member["target_test_macro_f1"],
+                     "minirocket_accuracy": member["test_accuracy"], "parameters": t["parameters"]})
     for kind in ("alone", "distilled"):  # first fits on the same windows, before the choice
         rows.append({"model": f"student {kind}", "accuracy": d[kind]["test_accuracy"],
                      "macro_f1": d[kind]["test_macro_f1"], "parameters": d["student"]["parameters"],
@@ -131,6 +140,8 @@ def main():
     ap.add_argument("--params", default="10k")
     ap.add_argument("--labels-per-class", type=int, help="The label-scarce regime: this many labelled training "
                     "windows per class, the rest of the training split unlabelled, no validation split.")
+    ap.add_argument("--teachers", help="Keep the fine-tuned teachers in this folder and reuse those already there "
+                    "(their fine-tuning time is then not reported).")
     ap.add_argument("--merge", action="store_true", help="Keep the per-seed rows of the datasets and seeds not run "
                     "this time from the existing results file (to run a long suite a few datasets at a time).")
     args = ap.parse_args()
@@ -203,10 +214,10 @@ def report(rows: list[dict], args) -> None:
                 ["dataset", "model", "seeds", "accuracy", "macro_f1", "teacher_agreement", "kept", "parameters",
                  "file_kib", "latency_ms"],
                 vars(args) | {"datasets": ",".join(everywhere), "per_seed": rows},
-                notes="target (teacher + forest): the soft labels the student learns from, the teacher's class "
-                      "probabilities mixed with a random forest's on window statistics at the weight `edgekit "
-                      "distill` chose on the validation windows (kept: the weight per seed; at 0 the target is the "
-                      "teacher; no validation windows: no forest). "
+                notes="target (teacher + MiniRocket): the soft labels the student learns from, the teacher's "
+                      "class probabilities mixed with MiniRocket's (ridge scores, softmax scale fitted out of fold) "
+                      "at the weight `edgekit distill` chose on the validation windows (kept: the weight per seed; "
+                      "at 0 the target is the teacher; no validation windows: no MiniRocket). "
                       "student alone / distilled: the first fits inside `edgekit distill`, on the same windows and "
                       "preprocessing (labels only vs labels + the teacher's soft labels; with unlabelled windows the "
                       "distilled student is the second of two rounds, taught by the mean of the teacher and the "

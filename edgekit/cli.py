@@ -290,12 +290,12 @@ def distill_table(summary: dict) -> list[str]:
 
     lines = [f"{'':<18}{'params':>12}{'MACs':>14}{'val acc':>10}{'test acc':>10}{'macro-F1':>10}",
              row("teacher", t["parameters"], t["macs"], t)]
-    forest = summary.get("forest") or {}
-    if forest.get("weight"):  # the soft labels were the teacher's mixed with the statistics forest's
-        lines.append(row(f"+ forest ({forest['weight']:g})", t["parameters"], t["macs"],
-                         {"val_accuracy": forest["target_val_accuracy"],
-                          "test_accuracy": forest["target_test_accuracy"],
-                          "test_macro_f1": forest["target_test_macro_f1"]}))
+    member = summary.get("minirocket") or {}
+    if member.get("weight"):  # the soft labels were the teacher's mixed with MiniRocket's
+        lines.append(row(f"+ MiniRocket ({member['weight']:g})", t["parameters"], t["macs"],
+                         {"val_accuracy": member["target_val_accuracy"],
+                          "test_accuracy": member["target_test_accuracy"],
+                          "test_macro_f1": member["target_test_macro_f1"]}))
     lines += [row("student alone", s["parameters"], s["macs"], summary["alone"]),
               row("student distilled", s["parameters"], s["macs"], summary["distilled"]),
               f"distillation gain {summary['gain']:+.3f} on the test windows; kept the {summary['kept']} student "

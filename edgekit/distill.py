@@ -12,9 +12,9 @@ The teacher's logits and embeddings are computed once per data set and cached on
 by the edgekit version, the teacher's manifest (its preprocessing and its weights' sha256, checked on loading) and
 the exact windows (values, timestamps, mask, uncertainty), so distilling several students does not rerun the teacher.
 
-With validation windows, the teacher's soft labels are mixed with those of a random forest on window statistics,
-weighted by what lowers the log-loss on the validation windows by more than its standard error (0 where the forest
-does not clearly help; teacher/forest.py).
+With validation windows, the teacher's soft labels are mixed with those of MiniRocket (random convolutions and a
+ridge classifier), weighted by what lowers the log-loss on the validation windows by more than its standard error
+(0 where MiniRocket does not clearly help; teacher/minirocket.py).
 
 With unlabelled training windows (the label-scarce regime) distillation runs twice, as self-training: the second
 student learns from the mean of the teacher's and the first student's class probabilities, since the first student,
@@ -111,20 +111,20 @@ def teacher_outputs(teacher_dir: str, ckpt, ds: WindowSet) -> tuple[np.ndarray, 
     return logits, emb
 
 
-def forest_target(tr: WindowSet, keep: np.ndarray, extra: list[WindowSet], va: WindowSet, te: WindowSet,
-                  n_classes: int, val_logits: np.ndarray, seed: int) -> dict:
-    """The statistics forest beside the teacher (teacher/forest.py): its weight in the target, chosen on the
-    validation windows, its validation and test accuracy, and its class probabilities on (the training windows then
-    `extra`'s, validation, test) under "probabilities" (out of fold on the labelled training windows)."""
-    from .teacher.forest import forest_probabilities, forest_weight, window_statistics
+def minirocket_target(tr: WindowSet, keep: np.ndarray, extra: list[WindowSet], va: WindowSet, te: WindowSet,
+                      n_classes: int, val_logits: np.ndarray, seed: int) -> dict:
+    """MiniRocket beside the teacher (teacher/minirocket.py): its weight in the target, chosen on the validation
+    windows, its validation and test accuracy, and its class probabilities on (the training windows then `extra`'s,
+    validation, test) under "probabilities" (out of fold on the labelled training windows)."""
+    from .teacher.minirocket import member_weight, minirocket_probabilities
 
-    stats = [window_statistics(s.values, s.mask) for s in (tr, va, te, *extra)]
-    got = forest_probabilities(stats[0][keep], tr.labels[keep], stats, n_classes, seed)
+    windows = [s.values for s in (tr, va, te, *extra)]
+    got = minirocket_probabilities(windows[0][keep], tr.labels[keep], windows, n_classes, seed)
     if got is None:  # too few labels per class for out-of-fold answers
         return {"weight": 0.0, "val_accuracy": None, "test_accuracy": None}
     oof, (p_tr, p_va, p_te, *p_extra) = got
     p_tr[keep] = oof
-    return {"weight": forest_weight(val_logits, p_va, va.labels),
+    return {"weight": member_weight(val_logits, p_va, va.labels),
             "val_accuracy": float((p_va.argmax(1) == va.labels).mean()),
             "test_accuracy": float((p_te.argmax(1) == te.labels).mean()),
             "probabilities": (np.concatenate([p_tr, *p_extra]), p_va, p_te)}
@@ -151,7 +151,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     from .models import MSACNN, count_macs, count_parameters
     from .teacher.ensemble import mean_probabilities
     from .teacher.finetune import few_label_indices
-    from .teacher.forest import mixed_logits
+    from .teacher.minirocket import mixed_logits
     from .teacher.store import load_teacher
     from .training_loop import train_classifier
 
@@ -216,16 +216,16 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     targets, embeddings = (np.concatenate(o) for o in zip(*outs))
     val_targets = val_outs[0] if len(va) else None
     t_test_logits = teacher_outputs(teacher_dir, teacher, te)[0]
-    target_test, forest = t_test_logits, None
-    if settings.forest and len(va):  # the forest's share of the target, chosen on validation (teacher/forest.py)
-        forest = forest_target(tr, keep, extra, va, te, len(ds.class_names), val_targets, train_settings.seed)
-        probabilities = forest.pop("probabilities", None)
-        if forest["weight"]:
-            w, (p_train, p_val, p_test) = forest["weight"], probabilities
+    target_test, member = t_test_logits, None
+    if settings.minirocket and len(va):  # MiniRocket's share of the target (teacher/minirocket.py)
+        member = minirocket_target(tr, keep, extra, va, te, len(ds.class_names), val_targets, train_settings.seed)
+        probabilities = member.pop("probabilities", None)
+        if member["weight"]:
+            w, (p_train, p_val, p_test) = member["weight"], probabilities
             targets, val_targets = mixed_logits(targets, p_train, w), mixed_logits(val_targets, p_val, w)
             target_test = mixed_logits(t_test_logits, p_test, w)
-        forest["target_val_accuracy"] = float((val_targets.argmax(1) == va.labels).mean())
-        forest.update({f"target_test_{k}": v for k, v in classification_metrics(te.labels, target_test).items()})
+        member["target_val_accuracy"] = float((val_targets.argmax(1) == va.labels).mean())
+        member.update({f"target_test_{k}": v for k, v in classification_metrics(te.labels, target_test).items()})
     student, history = distilled(x_train, y_train, targets, embeddings, first)
     rounds = 2 if (y_train < 0).any() else 1
     if rounds == 2:  # self-training (module docstring)
@@ -260,12 +260,12 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     s_metrics = classification_metrics(te.labels, predict_logits(final, x_test))
     t_metrics = classification_metrics(te.labels, t_test_logits)
     t_val = float((val_outs[0].argmax(1) == va.labels).mean()) if len(va) else None
-    mixed = forest is not None and forest["weight"] > 0
-    target_val = forest["target_val_accuracy"] if mixed else t_val
+    mixed = member is not None and member["weight"] > 0
+    target_val = member["target_val_accuracy"] if mixed else t_val
     note = None
     if target_val is not None and side["alone"]["val_accuracy"] is not None \
             and target_val < side["alone"]["val_accuracy"]:
-        who = "teacher with the forest" if mixed else "teacher"
+        who = "teacher with MiniRocket" if mixed else "teacher"
         note = (f"the {who} ({target_val:.3f}) is less accurate than the student trained alone "
                 f"({side['alone']['val_accuracy']:.3f}) on the validation windows: distillation has little to pass on")
     metrics = {**final_history, "test_accuracy": s_metrics["accuracy"], "test_macro_f1": s_metrics["macro_f1"],
@@ -284,7 +284,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
                     "test_macro_f1": t_metrics["macro_f1"]},
         "alone": side["alone"],
         "distilled": side["distilled"],
-        "forest": forest,
+        "minirocket": member,
         "gain": round(side["distilled"]["test_accuracy"] - side["alone"]["test_accuracy"], 4),
         "kept": kept,
         "rounds": rounds,

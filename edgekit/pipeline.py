@@ -224,10 +224,10 @@ def _summary_lines(run: Path, records: dict) -> list[str]:
                      f"{rec['predicted_id_error']:.3f}, OOD penalty {'-' if pen is None else format(pen, '+.3f')}); "
                      f"{run / 'sweep' / 'sweep.md'}")
     d = records["distill"]["result"]["summary"]
-    forest = d.get("forest") or {}
-    if forest.get("weight"):
-        lines.append(f"target    the teacher's soft labels mixed with a statistics forest's ({forest['weight']:g}): "
-                     f"test accuracy {forest['target_test_accuracy']:.3f}")
+    member = d.get("minirocket") or {}
+    if member.get("weight"):
+        lines.append(f"target    the teacher's soft labels mixed with MiniRocket's ({member['weight']:g}): "
+                     f"test accuracy {member['target_test_accuracy']:.3f}")
     if "alone" in d:  # distillation summaries before the side-by-side comparison have no "alone"
         lines.append(f"alone     the student trained on labels alone: test accuracy {d['alone']['test_accuracy']:.3f}; "
                      f"distilled {d['distilled']['test_accuracy']:.3f} (gain {d['gain']:+.3f})")

@@ -218,12 +218,12 @@ def build_report(run_dir: str | Path) -> str:
         rows = [{"model": "teacher", "parameters": t["parameters"], "MACs": d["teacher"]["macs"],
                  "val accuracy": d["teacher"].get("val_accuracy"), "test accuracy": t["test_accuracy"],
                  "test macro-F1": t["test_macro_f1"]}]
-        forest = d.get("forest") or {}
-        if forest.get("weight"):  # the distillation target: the teacher mixed with the statistics forest
-            rows.append({"model": f"teacher + forest ({forest['weight']:g})", "parameters": t["parameters"],
-                         "MACs": d["teacher"]["macs"], "val accuracy": forest["target_val_accuracy"],
-                         "test accuracy": forest["target_test_accuracy"],
-                         "test macro-F1": forest["target_test_macro_f1"]})
+        member = d.get("minirocket") or {}
+        if member.get("weight"):  # the distillation target: the teacher mixed with MiniRocket
+            rows.append({"model": f"teacher + MiniRocket ({member['weight']:g})", "parameters": t["parameters"],
+                         "MACs": d["teacher"]["macs"], "val accuracy": member["target_val_accuracy"],
+                         "test accuracy": member["target_test_accuracy"],
+                         "test macro-F1": member["target_test_macro_f1"]})
         for kind in ("alone", "distilled"):
             if kind in d:
                 rows.append({"model": f"student {kind}", "parameters": st["parameters"], "MACs": st["macs"],

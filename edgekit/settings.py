@@ -219,9 +219,9 @@ class DistillSettings:
     kd_weight: float = setting(1.0, "Weight of T²·KL to the teacher's soft labels.", minimum=0)
     feature_weight: float = setting(0.5, "Weight of matching the teacher's embedding.", minimum=0)
     temperature: float = setting(4.0, "Softmax temperature T of the KL term.", minimum=0)
-    forest: bool = setting(True, "Mix a random forest on window statistics into the teacher's soft labels, with the "
-                                 "weight (0 to 0.5) that lowers the log-loss on the validation windows by more than "
-                                 "its standard error.")
+    minirocket: bool = setting(True, "Mix MiniRocket's class probabilities (random convolutions, ridge classifier) "
+                                     "into the teacher's soft labels, with the weight (0 to 0.5) that lowers the "
+                                     "log-loss on the validation windows by more than its standard error.")
 
     def __post_init__(self):
         if not self.temperature > 0:

@@ -5,8 +5,8 @@ Evaluation protocol. The data split (the teacher's recorded one, or the one give
 Students train for a fixed number of epochs, without early stopping, so the val windows stay unseen and serve as
 the in-distribution (ID) test set; the test split is the out-of-distribution (OOD) set when it is a grouped split
 (whole groups held out). With a teacher, every student is distilled from the teacher's outputs on the training
-windows, computed once and cached on disk (`distill.teacher_outputs`), mixed with the statistics forest as
-`edgekit distill` mixes them (teacher/forest.py; its weight, one of five, chosen on the val windows); a data fraction
+windows, computed once and cached on disk (`distill.teacher_outputs`), mixed with MiniRocket's as `edgekit distill`
+mixes them (teacher/minirocket.py; its weight, one of five, chosen on the val windows); a data fraction
 keeps a stratified share of the labelled training windows. Each grid point writes its checkpoint and result under
 OUT/points/, so an interrupted sweep continues where it stopped.
 """
@@ -227,9 +227,9 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
               seeds: int, settings: SweepSettings = SweepSettings(), distill_settings=None, jobs: int = 1,
               ray_address: str | None = None, echo=print) -> dict:
     """Train the grid (skipping points already done in `out`), fit, recommend; write OUT/sweep.json and sweep.md."""
-    from .distill import forest_target, teacher_outputs
+    from .distill import minirocket_target, teacher_outputs
     from .settings import DistillSettings
-    from .teacher.forest import mixed_logits
+    from .teacher.minirocket import mixed_logits
 
     out = Path(out)
     if ray_address:
@@ -252,18 +252,18 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
         ds, tr, va, te = _splits(spec)
         logits, emb = teacher_outputs(teacher_dir, t, tr)  # cached next to the teacher: computed once
         val_logits = teacher_outputs(teacher_dir, t, va)[0] if len(va) else None
-        forest_weight = 0.0
-        if distill_settings.forest and len(va):  # the target edgekit distill teaches: teacher + forest
-            forest = forest_target(tr, np.arange(len(tr)), [], va, te, len(ds.class_names), val_logits,
-                                   TrainSettings().seed)
-            if forest["weight"]:
-                forest_weight = forest["weight"]
-                logits = mixed_logits(logits, forest["probabilities"][0], forest_weight)
+        member_weight = 0.0
+        if distill_settings.minirocket and len(va):  # the target edgekit distill teaches: teacher + MiniRocket
+            member = minirocket_target(tr, np.arange(len(tr)), [], va, te, len(ds.class_names), val_logits,
+                                       TrainSettings().seed)
+            if member["weight"]:
+                member_weight = member["weight"]
+                logits = mixed_logits(logits, member["probabilities"][0], member_weight)
         outputs_path = out / "teacher-outputs.npz"
         with atomic_write(outputs_path, binary=True) as f:  # one file every worker reads
             np.savez(f, logits=logits, embeddings=emb)
         teacher = {"dir": str(teacher_dir), "parameters": sum(p.numel() for p in t.model.parameters()),
-                   "forest_weight": forest_weight,
+                   "minirocket_weight": member_weight,
                    "id_error": 1 - classification_metrics(va.labels, val_logits)["accuracy"] if len(va) else None,
                    "ood_error": 1 - classification_metrics(te.labels,
                                                            teacher_outputs(teacher_dir, t, te)[0])["accuracy"]}
@@ -331,10 +331,10 @@ def format_summary(s: dict) -> str:
              f"{s['windows']['ood_test']} out-of-distribution test windows ({kind})."]
     if s["teacher"]:
         t = s["teacher"]
-        forest = f" The students learn from it mixed with the statistics forest at weight {t['forest_weight']:g}." \
-            if t.get("forest_weight") else ""
+        member = f" The students learn from it mixed with MiniRocket at weight {t['minirocket_weight']:g}." \
+            if t.get("minirocket_weight") else ""
         lines.append(f"Teacher: {t['parameters']:,} parameters, ID error {t['id_error']:.3f}, OOD error "
-                     f"{t['ood_error']:.3f}.{forest}")
+                     f"{t['ood_error']:.3f}.{member}")
     lines += ["", "| budget | params | latency ms | fraction | train windows | seed | ID error | OOD error | Pareto |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in s["points"]:

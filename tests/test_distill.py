@@ -137,24 +137,24 @@ def test_distill_command_errors_and_output(teacher, tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["student"]["parameters"] <= 10_000
 
 
-def test_forest_mixed_into_the_soft_labels_with_its_validation_weight(teacher, tmp_path, monkeypatch):
+def test_minirocket_mixed_into_the_soft_labels_with_its_validation_weight(teacher, tmp_path, monkeypatch):
     import edgekit.distill as d
-    import edgekit.teacher.forest as forest
+    import edgekit.teacher.minirocket as minirocket
 
-    off = distill(str(teacher), str(tmp_path / "off"), settings=DistillSettings(forest=False), train_settings=QUICK,
-                  progress=False)
-    assert off["forest"] is None
-    chosen = distill(str(teacher), str(tmp_path / "on"), train_settings=QUICK, progress=False)["forest"]
-    assert chosen["weight"] in forest.WEIGHTS and 0 <= chosen["test_accuracy"] <= 1
+    off = distill(str(teacher), str(tmp_path / "off"), settings=DistillSettings(minirocket=False),
+                  train_settings=QUICK, progress=False)
+    assert off["minirocket"] is None
+    chosen = distill(str(teacher), str(tmp_path / "on"), train_settings=QUICK, progress=False)["minirocket"]
+    assert chosen["weight"] in minirocket.WEIGHTS and 0 <= chosen["test_accuracy"] <= 1
     # forced to half: the training targets the student learns from are the mix, and the table shows it
     mixes, targets = [], []
-    mix, batches = forest.mixed_logits, d.distillation_batches
-    monkeypatch.setattr(forest, "forest_weight", lambda *a: 0.5)
-    monkeypatch.setattr(forest, "mixed_logits", lambda *a: mixes.append((a[2], mix(*a))) or mixes[-1][1])
+    mix, batches = minirocket.mixed_logits, d.distillation_batches
+    monkeypatch.setattr(minirocket, "member_weight", lambda *a: 0.5)
+    monkeypatch.setattr(minirocket, "mixed_logits", lambda *a: mixes.append((a[2], mix(*a))) or mixes[-1][1])
     monkeypatch.setattr(d, "distillation_batches", lambda *a: targets.append(a[4].numpy()) or batches(*a))
     summary = distill(str(teacher), str(tmp_path / "half"), train_settings=QUICK, progress=False)
-    f = summary["forest"]
+    f = summary["minirocket"]
     assert f["weight"] == 0.5 and 0 <= f["target_test_accuracy"] <= 1 and "probabilities" not in f
     assert [w for w, _ in mixes] == [0.5] * 3  # training, validation and test windows
     assert np.array_equal(targets[0], mixes[0][1])
-    assert "+ forest (0.5)" in "\n".join(distill_table(summary))
+    assert "+ MiniRocket (0.5)" in "\n".join(distill_table(summary))

@@ -77,7 +77,7 @@ def test_sweep_reads_a_users_csv_files_with_the_data_options_of_train(tmp_path):
 def test_sweep_distils_from_one_cached_teacher(tmp_path, monkeypatch):
     from scipy.special import softmax
 
-    import edgekit.teacher.forest as forest
+    import edgekit.teacher.minirocket as minirocket
     from edgekit.distill import teacher_outputs
     from edgekit.settings import TeacherSettings
     from edgekit.sweep import _splits
@@ -87,18 +87,18 @@ def test_sweep_distils_from_one_cached_teacher(tmp_path, monkeypatch):
     teacher = tmp_path / "teacher"
     finetune({"dataset": "BasicMotions"}, str(teacher), TeacherSettings(size="tiny"), settings=TrainSettings(epochs=1),
              progress=False)
-    monkeypatch.setattr(forest, "forest_weight", lambda *a: 0.5)  # as if the forest had earned half the target
+    monkeypatch.setattr(minirocket, "member_weight", lambda *a: 0.5)  # as if MiniRocket had earned half the target
     r = CliRunner().invoke(main, ["sweep", "--teacher", str(teacher), "--params", "1k,3k,10k", "--seeds", "1",
                                   "--epochs", "2", "--out", str(tmp_path / "sweep")])
     assert r.exit_code == 0, r.output
     s = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert s["teacher"]["parameters"] > max(p["parameters"] for p in s["points"])
     assert len(list((teacher / "distill-cache").glob("*.npz"))) == 3  # train, val and test windows, once each
-    # the students learnt from the target edgekit distill teaches: half the teacher's probabilities, half the forest's
+    # the students learnt from the target edgekit distill teaches: half the teacher's probabilities, half MiniRocket's
     t = load_teacher(str(teacher))
     own = softmax(teacher_outputs(str(teacher), t, _splits(t.data)[1])[0], 1)
     taught = np.exp(np.load(tmp_path / "sweep" / "teacher-outputs.npz")["logits"])
-    assert s["teacher"]["forest_weight"] == 0.5 and np.allclose(taught.sum(1), 1, atol=1e-4)
+    assert s["teacher"]["minirocket_weight"] == 0.5 and np.allclose(taught.sum(1), 1, atol=1e-4)
     assert (taught >= 0.5 * own - 1e-5).all() and not np.allclose(taught, own, atol=1e-2)
 
 
