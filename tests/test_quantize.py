@@ -1,6 +1,7 @@
 """Quantisation-aware training: the simulation rounds like the exporters, leaves the weights on the int8 grid,
 and `edgekit quantize` falls back to it when post-training quantisation is refused."""
 
+import copy
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from onnx import numpy_helper
 import edgekit.export as export_module
 from edgekit.checkpoint import load_checkpoint
 from edgekit.models import MSACNN, MSACNNConfig, equalize_activations
-from edgekit.quantize import quantised_layers, quantize_checkpoint, simulated_int8
+from edgekit.quantize import matching_loss, quantised_layers, quantize_checkpoint, simulated_int8
 from edgekit.settings import ExportSettings
 from edgekit_exporters import ExportMismatch
 from test_cli_errors import assert_one_line_error, edgekit
@@ -23,6 +24,18 @@ def on_int8_grid(weight: torch.Tensor, levels: int) -> bool:
     w = weight.detach().flatten(1).double()
     q = w / (w.abs().amax(1, keepdim=True).clamp_min(1e-12) / levels)
     return bool(torch.allclose(q, q.round(), atol=1e-3) and q.abs().max() <= levels + 1e-3)
+
+
+def test_qat_loss_is_zero_for_the_float_model_itself_and_grows_as_the_student_moves_away():
+    torch.manual_seed(0)
+    model = MSACNN(MSACNNConfig.build(3, 4, 64, width=2)).eval()
+    windows = np.random.default_rng(0).normal(size=(16, 3, 64)).astype(np.float32)
+    reference = copy.deepcopy(model)
+    loss = matching_loss(model, reference, windows)
+    assert float(loss(torch.arange(16))) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        model.classifier.weight.add_(torch.randn_like(model.classifier.weight))
+    assert float(loss(torch.arange(16))) > 1e-3
 
 
 @pytest.mark.parametrize("levels", [127, 64])
