@@ -100,7 +100,8 @@ def main():
     cols = ["dataset", "budget", "parameters", "seed", "format", "float_accuracy", "ptq_accuracy", "ptq_agreement",
             "ptq_refused", "qat_accuracy", "qat_agreement", "qat_refused"]
     notes = ("Accuracy is on the test split; agreement is the share of test windows where the int8 file's argmax "
-             "equals the original float model's. QAT: 30 epochs at lr 3e-4 (the `edgekit quantize` defaults).")
+             "equals the original float model's. QAT: 30 epochs at lr 3e-4 (the `edgekit quantize` defaults), "
+             "learning the float model's class probabilities on augmented training windows.")
     print(write("qat_fallback", "PTQ vs QAT int8, run by the board runtime", rows, cols, vars(args), notes))
 
 
