@@ -217,7 +217,8 @@ def quantize(checkpoint, out, qat, epochs, lr, save_checkpoint, overwrite, **kwa
     Post-training static quantisation (calibrated on training windows) is tried first; when its drift from
     torch is outside tolerance, the model is fine-tuned with int8 simulated as --format's exporter quantises
     (weights per channel on its grid, layer inputs per tensor, straight-through rounding; starting from the
-    equalised activation ranges PTQ uses) and exported again. manifest.json records which method made the file.
+    equalised activation ranges PTQ uses) to give the float model's class probabilities on augmented training
+    windows, and exported again. manifest.json records which method made the file.
     """
     from .quantize import quantize_checkpoint
 
