@@ -24,6 +24,21 @@ def torch_threads_kept():
         torch.set_num_threads(n)
 
 
+def dataset_spec(name: str, work: Path):
+    """(data spec, SplitSettings) of a dataset as a user gives it on the command line: a bundled one by name, any
+    other UCR/UEA dataset that aeon ships written as CSV files (`train.csv`, `test.csv`) and split by file, as
+    `edgekit train DIR --window L --label-column label --split group --test-groups test.csv`."""
+    from edgekit.data import BUNDLED
+    from edgekit.data.ucr_csv import write_ucr_csv
+    from edgekit.settings import DataSettings, SplitSettings
+
+    if name in BUNDLED:
+        return DataSettings(name).spec(), SplitSettings()
+    window = write_ucr_csv(name, work / name)
+    return (DataSettings(str(work / name), window, label_column="label").spec(),
+            SplitSettings("group", ("test.csv",)))
+
+
 def median_latency_ms(fn, repeats: int = 50) -> float:
     """Median wall time of `fn()` in milliseconds over `repeats` calls, after one warm-up call."""
     import numpy as np

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import dataset_spec  # noqa: E402
 
 DATASETS = {"steps": "ArrowHead,OSULeaf,ItalyPowerDemand,UnitTest,GunPoint,ACSF1",
             "budget": "ACSF1,PLAID,GunPoint,BasicMotions,JapaneseVowels,ArrowHead,OSULeaf,ItalyPowerDemand"}
@@ -73,19 +74,6 @@ VARIANTS = {
 }
 
 
-def spec_of(name: str, work: Path) -> tuple[dict, dict]:
-    """(data spec, split options) as a user gives them on the command line."""
-    from edgekit.settings import DataSettings, SplitSettings
-    from edgekit.data import BUNDLED
-    from edgekit.data.ucr_csv import write_ucr_csv
-
-    if name in BUNDLED:
-        return DataSettings(name).spec(), {}
-    window = write_ucr_csv(name, work / name)
-    return (DataSettings(str(work / name), window, label_column="label").spec(),
-            {"split": SplitSettings("group", ("test.csv",))})
-
-
 def run_one(name: str, seed: int, ablation: str, variant: str, work: str) -> dict:
     import torch
 
@@ -95,9 +83,9 @@ def run_one(name: str, seed: int, ablation: str, variant: str, work: str) -> dic
 
     settings, model = VARIANTS[ablation][variant]
     root = Path(work) / f"{name}-{seed}-{variant.replace(' ', '_').replace(',', '')}"
-    spec, split = spec_of(name, root)
+    spec, split = dataset_spec(name, root)
     s = train_student(spec, str(root / "ckpt"), settings=TrainSettings(seed=seed, **settings), model_options=model,
-                      progress=False, **split)
+                      progress=False, split=split)
     return {"dataset": name, "seed": seed, "variant": variant, "accuracy": s["metrics"]["test_accuracy"],
             "parameters": s["parameters"], "epochs": s["metrics"]["epochs_run"],
             "seconds": s["metrics"]["train_seconds"]}
