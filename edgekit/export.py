@@ -78,12 +78,13 @@ def _hold_to_model_before_qat(metrics: dict, verification: dict, tolerance, what
     from edgekit_exporters import ExportMismatch
 
     before = metrics.get("qat", {}).get("test_accuracy_float_before")
-    if before is None or tolerance.max_accuracy_drop is None or "accuracy_exported" not in verification:
+    allowed = tolerance.allowed_drop(verification.get("windows", 0))
+    if before is None or allowed is None or "accuracy_exported" not in verification:
         return
     drop = before - verification["accuracy_exported"]
-    if drop > tolerance.max_accuracy_drop + 1e-9:  # as Tolerance.failures rounds
+    if drop > allowed + 1e-9:  # as Tolerance.failures rounds
         raise ExportMismatch(f"{what} after quantisation-aware training: accuracy drop {drop:.4f} > "
-                             f"{tolerance.max_accuracy_drop:g} against the model before it "
+                             f"{allowed:.4g} against the model before it "
                              f"({before:.4f} -> {verification['accuracy_exported']:.4f}); nothing written")
 
 

@@ -240,7 +240,8 @@ class ExportSettings:
     min_agreement: float | None = setting(None, "Smallest allowed share of windows with torch's argmax "
                                                 "[default: fp32 1.0, fp16 0.99, int8 0.95].")
     max_accuracy_drop: float | None = setting(None, "Largest allowed test-accuracy loss against torch, 0..1 "
-                                                    "[default: fp16 0.01, int8 0.02].")
+                                                    "[default: fp16 0.01; int8 0.02, or two held-out windows "
+                                                    "where that is more (under 100 windows)].")
     calibration_size: int = setting(256, "int8: training windows used to fit activation ranges.", minimum=1)
     quant_format: str = setting("qoperator", "ONNX int8 graph form: QLinear* operators, or Quantize/Dequantize "
                                              "pairs around float ops.", choices=("qoperator", "qdq"))

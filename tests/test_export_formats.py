@@ -14,7 +14,8 @@ from edgekit.checkpoint import load_checkpoint
 from edgekit.data import load_dataset
 from edgekit.export import export_checkpoint
 from edgekit.settings import ExportSettings
-from edgekit_exporters import ExportMismatch, Tolerance, calibration_windows, export_model, verify_logits
+from edgekit_exporters import (DEFAULT_TOLERANCES, ExportMismatch, Tolerance, calibration_windows, export_model,
+                               verify_logits)
 from edgekit_exporters.formats import ALL_PRECISIONS, FORMATS
 from edgekit_runtime.engine import open_model
 from edgekit_runtime.errors import UserError
@@ -254,3 +255,21 @@ def test_tflite_int8_ranges_cover_every_calibration_window(tmp_path):
         ref = wrapped(torch.from_numpy(large)).numpy()
     got = LiteRTModel(path).logits(large)
     assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+
+
+def test_int8_may_lose_two_of_a_few_dozen_windows_but_not_more_nor_two_points_of_many():
+    def run(n, lost, tolerance=DEFAULT_TOLERANCES["int8"]):
+        labels = np.arange(n) % 2
+        ref = np.eye(2)[labels] * 2.0  # torch gets every window right
+        exported = ref.copy()
+        exported[:lost] = exported[:lost, ::-1]  # the export flips `lost` of them to the wrong class
+        return verify_logits(ref, exported, labels, tolerance)
+
+    assert run(61, 2)["accuracy_delta"] == pytest.approx(-2 / 61)  # 0.033 > 0.02, but only two windows
+    with pytest.raises(ExportMismatch, match="accuracy drop 0.0492 > 0.03279"):
+        run(61, 3)
+    with pytest.raises(ExportMismatch, match="accuracy drop 0.0250 > 0.02;"):
+        run(200, 5)
+    strict = DEFAULT_TOLERANCES["int8"].merged(max_accuracy_drop=0.0)  # a drop the user gives is literal
+    with pytest.raises(ExportMismatch, match="accuracy drop 0.0164 > 0"):
+        run(61, 1, strict)

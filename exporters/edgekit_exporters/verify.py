@@ -24,10 +24,23 @@ class Tolerance:
     max_abs_diff: float | None = 1e-4  # on logits
     min_agreement: float = 1.0  # share of windows with the same argmax as torch
     max_accuracy_drop: float | None = None  # accuracy points (0..1) the export may lose against torch
+    # held-out windows the export may lose whatever max_accuracy_drop says: on a few dozen windows 0.02 is less than
+    # one window, and a single near-tie flipped by rounding would refuse the export (the agreement check still holds)
+    drop_windows: int = 0
 
     def merged(self, **overrides) -> "Tolerance":
-        """This tolerance with the given fields replaced; None values leave a field as it is."""
-        return Tolerance(**{**self.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
+        """This tolerance with the given fields replaced; None values leave a field as it is. An accuracy drop
+        given here is taken literally (no allowance in windows)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "max_accuracy_drop" in given:
+            given.setdefault("drop_windows", 0)
+        return Tolerance(**{**self.__dict__, **given})
+
+    def allowed_drop(self, windows: int) -> float | None:
+        """The accuracy drop allowed on `windows` held-out windows (None: not checked)."""
+        if self.max_accuracy_drop is None:
+            return None
+        return max(self.max_accuracy_drop, self.drop_windows / max(1, windows))
 
     def failures(self, metrics: dict) -> list[str]:
         """What `metrics` (of verify_logits) break of this tolerance; empty when within it."""
@@ -38,9 +51,10 @@ class Tolerance:
             failures.append(f"max abs diff {diff:.3g} > {self.max_abs_diff:g}")
         if metrics["argmax_agreement"] < self.min_agreement:
             failures.append(f"argmax agreement {metrics['argmax_agreement']:.4f} < {self.min_agreement:g}")
+        allowed = self.allowed_drop(metrics["windows"])
         # 1e-9: a drop of exactly the tolerance (0.79 - 0.77 in floating point is 0.0200000...02) is within it
-        if self.max_accuracy_drop is not None and -metrics.get("accuracy_delta", 0.0) > self.max_accuracy_drop + 1e-9:
-            failures.append(f"accuracy drop {-metrics['accuracy_delta']:.4f} > {self.max_accuracy_drop:g}")
+        if allowed is not None and -metrics.get("accuracy_delta", 0.0) > allowed + 1e-9:
+            failures.append(f"accuracy drop {-metrics['accuracy_delta']:.4f} > {allowed:.4g}")
         return failures
 
 
@@ -48,7 +62,7 @@ DEFAULT_TOLERANCES = {
     "fp32": Tolerance(max_abs_diff=1e-4, min_agreement=1.0),
     # fp16 weights: logits move by ~1e-3; allow one flipped near-tie in a few hundred windows
     "fp16": Tolerance(max_abs_diff=2e-2, min_agreement=0.99, max_accuracy_drop=0.01),
-    "int8": Tolerance(max_abs_diff=None, min_agreement=0.95, max_accuracy_drop=0.02),
+    "int8": Tolerance(max_abs_diff=None, min_agreement=0.95, max_accuracy_drop=0.02, drop_windows=2),
 }
 
 
