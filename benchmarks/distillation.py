@@ -213,7 +213,8 @@ def report(rows: list[dict], args) -> None:
                 f"({regime}; test split, mean ± sd over seeds)", summary,
                 ["dataset", "model", "seeds", "accuracy", "macro_f1", "teacher_agreement", "kept", "parameters",
                  "file_kib", "latency_ms"],
-                vars(args) | {"datasets": ",".join(everywhere), "per_seed": rows},
+                # a local folder means nothing elsewhere; a reused teacher shows no fine-tuning time
+                vars(args) | {"datasets": ",".join(everywhere), "teachers": bool(args.teachers), "per_seed": rows},
                 notes="target (teacher + MiniRocket): the soft labels the student learns from, the teacher's "
                       "class probabilities mixed with MiniRocket's (ridge scores, softmax scale fitted out of fold) "
                       "at the weight `edgekit distill` chose on the validation windows (kept: the weight per seed; "
