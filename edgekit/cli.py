@@ -114,7 +114,7 @@ def data_to_csv(out, group, **spec):
               show_default=True,
               help="Per-channel normalisation with training statistics, or per window (window_scale: plus the "
                    "window's log scale as an offset); auto: window_scale when the windows' scales span more than "
-                   "three orders of magnitude, else stored.")
+                   "two orders of magnitude, else stored.")
 @signal_options
 @click.option("--out", type=click.Path(file_okay=False),
               help="Checkpoint directory [default: runs/DATASET/checkpoint].")

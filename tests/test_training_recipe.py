@@ -156,4 +156,6 @@ def test_auto_normalisation_goes_per_window_only_when_window_scales_span_orders_
     rng = np.random.default_rng(0)
     currents = rng.normal(size=(40, 1, 64)) * np.logspace(-3, 2, 40)[:, None, None]  # 5 orders of magnitude
     assert resolve_normalize("auto", currents.astype(np.float32)) == "window_scale"
+    counts = rng.normal(size=(40, 1, 64)) * np.logspace(0, 3, 40)[:, None, None]  # 10th to 90th percentile: ~250x
+    assert resolve_normalize("auto", counts.astype(np.float32)) == "window_scale"
     assert resolve_normalize("stored", currents) == "stored"
