@@ -1,10 +1,8 @@
 """Label-preserving augmentation of normalised sensor windows `[B, C, T]`, applied per training batch.
 
 Each window gets its own draw of: a gain per channel (log-normal, sd `scale`: sensor gain and mounting vary),
-additive Gaussian noise (sd `jitter`, in units of the normalised signal), a time shift of up to `shift` of
-the window, filled by repeating the edge sample (where in the window an event falls is rarely the label), and, with
-`cutout`, a stretch of that share of the window set to zero (the training mean; the strong view of distillation's
-consistency term).
+additive Gaussian noise (sd `jitter`, in units of the normalised signal) and a time shift of up to `shift` of
+the window, filled by repeating the edge sample (where in the window an event falls is rarely the label).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ class Augment:
     scale: float = 0.1
     jitter: float = 0.03
     shift: float = 0.1
-    cutout: float = 0.0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.with_mask(x, None)[0]
@@ -39,9 +36,4 @@ class Augment:
             x = torch.gather(x, 2, index[:, None, :].expand(b, c, t))
             if observed is not None:
                 observed = torch.gather(observed, 1, index)
-        width = int(self.cutout * t)
-        if width:
-            start = torch.randint(0, t - width + 1, (b, 1))
-            grid = torch.arange(t)[None, :]
-            x = x * ~((grid >= start) & (grid < start + width))[:, None, :]
         return x, observed

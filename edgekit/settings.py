@@ -222,9 +222,6 @@ class DistillSettings:
     minirocket: bool = setting(True, "Mix MiniRocket's class probabilities (random convolutions, ridge classifier) "
                                      "into the teacher's soft labels, with the weight (0 to 0.5) that lowers the "
                                      "log-loss on the validation windows by more than its standard error.")
-    consistency: bool = setting(True, "With unlabelled windows: where the student is confident of a lightly "
-                                      "augmented unlabelled window, its class is also the target of a strongly "
-                                      "augmented view (FixMatch).")
 
     def __post_init__(self):
         if not self.temperature > 0:
