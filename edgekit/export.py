@@ -78,13 +78,11 @@ def _hold_to_model_before_qat(metrics: dict, verification: dict, tolerance, what
     from edgekit_exporters import ExportMismatch
 
     before = metrics.get("qat", {}).get("test_accuracy_float_before")
-    allowed = tolerance.allowed_drop(verification.get("windows", 0))
-    if before is None or allowed is None or "accuracy_exported" not in verification:
+    if before is None or "accuracy_exported" not in verification:
         return
-    drop = before - verification["accuracy_exported"]
-    if drop > allowed + 1e-9:  # as Tolerance.failures rounds
-        raise ExportMismatch(f"{what} after quantisation-aware training: accuracy drop {drop:.4f} > "
-                             f"{allowed:.4g} against the model before it "
+    failure = tolerance.drop_failure(before - verification["accuracy_exported"], verification.get("windows", 0))
+    if failure:
+        raise ExportMismatch(f"{what} after quantisation-aware training: {failure} against the model before it "
                              f"({before:.4f} -> {verification['accuracy_exported']:.4f}); nothing written")
 
 

@@ -51,11 +51,19 @@ class Tolerance:
             failures.append(f"max abs diff {diff:.3g} > {self.max_abs_diff:g}")
         if metrics["argmax_agreement"] < self.min_agreement:
             failures.append(f"argmax agreement {metrics['argmax_agreement']:.4f} < {self.min_agreement:g}")
-        allowed = self.allowed_drop(metrics["windows"])
-        # 1e-9: a drop of exactly the tolerance (0.79 - 0.77 in floating point is 0.0200000...02) is within it
-        if allowed is not None and -metrics.get("accuracy_delta", 0.0) > allowed + 1e-9:
-            failures.append(f"accuracy drop {-metrics['accuracy_delta']:.4f} > {allowed:.4g}")
+        drop = self.drop_failure(-metrics.get("accuracy_delta", 0.0), metrics["windows"])
+        if drop:
+            failures.append(drop)
         return failures
+
+    def drop_failure(self, drop: float, windows: int) -> str | None:
+        """"accuracy drop D > ALLOWED" when losing `drop` accuracy on `windows` held-out windows is beyond this
+        tolerance; None when within it."""
+        allowed = self.allowed_drop(windows)
+        # 1e-9: a drop of exactly the tolerance (0.79 - 0.77 in floating point is 0.0200000...02) is within it
+        if allowed is not None and drop > allowed + 1e-9:
+            return f"accuracy drop {drop:.4f} > {allowed:.4g}"
+        return None
 
 
 DEFAULT_TOLERANCES = {
