@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekit_runtime.errors import UserError
 from edgekit_runtime.preprocess import Preprocessing, window_log_scale
 
 from .data import model_inputs
@@ -33,12 +34,18 @@ def fit_preprocessing(train, normalize: str, stride: int, steps: dict | None = N
     steps = steps or {}
     base = Preprocessing(train.channel_names, train.sampling_rate, train.length, stride, "none", **steps)
     windows = model_inputs(base, train)  # filtered, not yet normalised
+    x = windows.transpose(1, 0, 2).reshape(train.n_channels, -1)
+    if train.mask is not None:
+        x = x[:, train.mask.reshape(-1)]
+    # A channel with one value throughout (an ID or status column, a disconnected input) cannot inform the model,
+    # and its zero spread would scale any other value it takes on the board by 1e8.
+    constant = [name for name, row in zip(train.channel_names, x) if row.size and row.min() == row.max()]
+    if constant:
+        raise UserError(f"channel(s) {', '.join(map(repr, constant))} hold a single value in every training window; "
+                        "leave them out with --channels")
     normalize = resolve_normalize(normalize, windows)
     mean = std = None
     if normalize == "stored":
-        x = windows.transpose(1, 0, 2).reshape(train.n_channels, -1)
-        if train.mask is not None:
-            x = x[:, train.mask.reshape(-1)]
         mean, std = tuple(x.mean(1).astype(float)), tuple(x.std(1).astype(float))
     elif normalize == "window_scale":
         scale = window_log_scale(windows)

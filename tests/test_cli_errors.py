@@ -33,6 +33,15 @@ def test_train_on_a_malformed_csv_writes_no_checkpoint(tmp_path):
     assert not out.exists()
 
 
+def test_train_refuses_a_constant_channel_that_the_board_would_scale_by_1e8(tmp_path):
+    rows = [f"{i},{(i * 7) % 5},3,{'xy'[i // 8 % 2]}" for i in range(64)]  # machine_id: 3 in every row
+    (tmp_path / "rec.csv").write_text("time,a,machine_id,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "ckpt"
+    r = edgekit("train", tmp_path / "rec.csv", "--window", "8", "--label-column", "label", "--out", out)
+    assert_one_line_error(r, "'machine_id'", "single value", "--channels")
+    assert "'a'" not in r.stderr and not out.exists()
+
+
 def test_train_without_labels():
     r = edgekit("train", "Daphnet")
     assert_one_line_error(r, "training split has 1 class")

@@ -301,7 +301,7 @@ def _set(values, **kw):
 
 
 def test_bad_windows_are_clear_errors():
-    pre = fit_preprocessing(_set(np.ones((2, 1, 8))), "window", 8)
+    pre = fit_preprocessing(_set(np.arange(16.0).reshape(2, 1, 8)), "window", 8)
     values = np.ones((2, 1, 8))
     values[1] = np.nan
     with pytest.raises(UserError, match="window 1 has no observed values"):
