@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from typing import Callable
 
 import numpy as np
@@ -29,6 +30,12 @@ Inputs = "np.ndarray | tuple[torch.Tensor, ...]"
 def _as_tensors(x) -> tuple[torch.Tensor, ...]:
     """A model's inputs: one array (students) or a tuple of tensors passed as model(*inputs) (the teacher)."""
     return (torch.from_numpy(x),) if isinstance(x, np.ndarray) else tuple(x)
+
+
+def progress_bar(iterable, **options) -> tqdm:
+    """A tqdm bar on stderr, redrawn ten times a second on a terminal but only every 30 s into a file or a pipe,
+    where each redraw is appended: a long run's log stays readable (a few lines rather than megabytes)."""
+    return tqdm(iterable, mininterval=0.1 if sys.stderr.isatty() else 30, **options)
 
 
 def predict_logits(model: nn.Module, x: Inputs, batch_size: int = 256) -> np.ndarray:
@@ -83,7 +90,7 @@ def fit(model: nn.Module, n_train: int, batch_loss: Callable[[torch.Tensor], tor
     best_loss, best_acc, best_state, best_epoch, waited = float("inf"), None, None, 0, 0
     val_loss = val_acc = None
     report_every = max(1, epochs // 10)
-    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
+    bar = progress_bar(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
         order = torch.from_numpy(rng.permutation(n_train))
@@ -98,10 +105,11 @@ def fit(model: nn.Module, n_train: int, batch_loss: Callable[[torch.Tensor], tor
             total_loss += loss.item() * len(idx)
         last = epoch == epochs - 1
         if val_metrics is None or not (early or last or epoch % report_every == 0):
-            bar.set_postfix(loss=f"{total_loss / n_train:.3f}")
+            bar.set_postfix(loss=f"{total_loss / n_train:.3f}", refresh=False)
             continue
         val_loss, val_acc = val_metrics()
-        bar.set_postfix(loss=f"{total_loss / n_train:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.2f}")
+        bar.set_postfix(loss=f"{total_loss / n_train:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.2f}",
+                        refresh=False)
         if not early:
             continue
         if val_loss < best_loss - 1e-4:

@@ -66,6 +66,23 @@ def test_training_without_augmentation_or_smoothing_is_plain_cross_entropy_that_
     assert (model(torch.from_numpy(x)).argmax(1).numpy() == y).mean() > 0.9
 
 
+def test_progress_into_a_file_or_pipe_is_redrawn_seldom(capsys):
+    """Ten redraws a second on a terminal; into a log (stderr captured here, as a pipe would be) a run of
+    about 1.5 s draws the bar when it starts and when it closes, not 15 times."""
+    import time
+
+    from edgekit.training_loop import fit
+
+    model = torch.nn.Linear(2, 2)
+
+    def slow_loss(idx):
+        time.sleep(0.01)
+        return model(torch.ones(len(idx), 2)).sum()
+
+    fit(model, 8, slow_loss, None, TrainSettings(epochs=150, batch_size=8), progress=True)
+    assert 1 <= capsys.readouterr().err.count("\r") <= 4
+
+
 def test_kernel_follows_the_window_length():
     assert [default_kernel(n) for n in (24, 29, 100, 150, 251, 3000)] == [3, 3, 11, 15, 15, 15]
     assert MSACNNConfig.build(1, 2, 24).kernel == 3

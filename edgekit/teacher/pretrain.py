@@ -19,10 +19,10 @@ from dataclasses import asdict, replace
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from edgekit_runtime.errors import UserError
 
+from ..training_loop import progress_bar
 from .data import TeacherData
 from .loss import masked_reconstruction_loss, masked_rmse, uncertainty_weights
 from .masking import apply_random, make_masks
@@ -138,8 +138,8 @@ def pretrain(ckpt: TeacherCheckpoint, train: list[TeacherData], val: list[Teache
             save_teacher(out, ckpt)
 
     elapsed, began = float(history[-1]["seconds"]) if history else 0.0, time.perf_counter()
-    bar = tqdm(range(start, s.steps), desc="pretrain", unit="step", initial=start, total=s.steps,
-               disable=not progress or rank != 0, leave=False)
+    bar = progress_bar(range(start, s.steps), desc="pretrain", unit="step", initial=start, total=s.steps,
+                       disable=not progress or rank != 0, leave=False)
     for step in bar:
         model.train()
         batch = draw_batch(train, s, model.cfg.patch, np.random.default_rng([s.seed, step]))
@@ -161,7 +161,7 @@ def pretrain(ckpt: TeacherCheckpoint, train: list[TeacherData], val: list[Teache
             rmse = reconstruction_rmse(model, val, s) if val else float("nan")
             history.append({"step": done, "loss": round(loss.item(), 6), "val_rmse": round(rmse, 6),
                             "seconds": round(elapsed + time.perf_counter() - began, 1)})
-            bar.set_postfix(loss=f"{loss.item():.4f}", val_rmse=f"{rmse:.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", val_rmse=f"{rmse:.4f}", refresh=False)
         if done % s.checkpoint_every == 0 or done == s.steps:
             save(done)
     bar.close()
