@@ -69,6 +69,10 @@ def test_run_on_input_missing_a_channel(basic_motions_run, tmp_path):
     r = edgekit("run", basic_motions_run["root"] / "model", p, "--out", out)
     assert_one_line_error(r, "missing channel column(s) acc_y")
     assert not out.exists() and list(tmp_path.iterdir()) == [p]
+    p.write_text("time\tacc_x\n0\t1\n")  # a spreadsheet's tab-separated export
+    r = edgekit("run", basic_motions_run["root"] / "model", p, "--out", out)
+    assert_one_line_error(r, "missing channel column(s) acc_x", "(its header is separated by tabs: edgekit reads")
+    assert not out.exists()
 
 
 def test_existing_output_is_not_overwritten_silently(basic_motions_run):

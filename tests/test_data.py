@@ -128,6 +128,7 @@ def test_parquet_and_irregular_iso_timestamps(tmp_path):
     ("", "empty file"),
     ("time,a,b\n", "no data rows"),
     ("time,a\n0,1\n1,2\n", "missing column(s) 'b'"),
+    ("time;a;b\n0;1,5;2\n", "found time;a;b (its header is separated by semicolons: edgekit reads comma-separated"),
     ("time,a,a,b\n0,1,2,3\n1,2,3,4\n", "column name(s) 'a' appear more than once"),
     ("time,a,b\n0,1,2\n1,oops,3\n", "line 3, column 'a': non-numeric value 'oops'"),
     ("time,a,b\n0,1,2\n1,nan,3\n", "line 3, column 'a': missing, NaN or infinite"),

@@ -12,7 +12,7 @@ import pandas as pd
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.iir import IIRFilter
 from edgekit_runtime.preprocess import Preprocessing, window_labels
-from edgekit_runtime.readers import MAX_ABS_VALUE, refuse_repeated_columns
+from edgekit_runtime.readers import MAX_ABS_VALUE, refuse_repeated_columns, separator_hint
 from edgekit_runtime.stream import process_recording
 
 from .windows import WindowSet, cut_windows
@@ -132,7 +132,8 @@ def load_table(
         needed += [c + uncertainty_suffix for c in channels]
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; found {', '.join(df.columns)}")
+        raise UserError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; found {', '.join(df.columns)}"
+                        + separator_hint(list(df.columns)))
     if not channels:
         raise UserError(f"{path}: no channel columns besides {time_column!r}")
 

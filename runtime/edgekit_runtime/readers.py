@@ -207,6 +207,15 @@ def refuse_repeated_columns(name, header: list[str], columns) -> None:
         raise UserError(f"{name}: column name(s) {', '.join(map(repr, repeated))} appear more than once")
 
 
+def separator_hint(header: list[str]) -> str:
+    """Why a CSV header's columns were not found, when it is one field holding another separator: a spreadsheet's
+    export with semicolons (and often decimal commas) or tabs."""
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if len(header) == 1 and sep in header[0]:
+            return f" (its header is separated by {name}: edgekit reads comma-separated files with decimal points)"
+    return ""
+
+
 def _csv_records(lines, rows: _Rows, time_column, label_column, class_index):
     numbered = _numbered(lines, rows)
     header_lineno, header_line = next((item for item in numbered if isinstance(item, tuple)), (0, None))
@@ -220,7 +229,7 @@ def _csv_records(lines, rows: _Rows, time_column, label_column, class_index):
     missing = [c for c in rows.channels if c not in header]
     if missing:
         raise UserError(f"{rows.name}: missing channel column(s) {', '.join(missing)}; "
-                        f"the model needs {', '.join(rows.channels)}")
+                        f"the model needs {', '.join(rows.channels)}" + separator_hint(header))
     cols = [header.index(c) for c in rows.channels]
     tcol = header.index(time_column) if time_column in header else None
     if label_column is not None and label_column not in header:
