@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .settings import (FINETUNE_TEACHER, BundleSettings, DataSettings, DistillSettings, ExportSettings,
-                       FinetuneSettings, SplitSettings, TeacherSettings)
+                       FinetuneSettings, SignalSettings, SplitSettings, TeacherSettings)
 from .teacher.settings import PretrainSettings
 from .train_settings import FINETUNE, TrainSettings
 
@@ -30,13 +30,13 @@ def _spec(data: str | DataSettings) -> dict:
 
 
 def train(data: str | DataSettings, out: str, split: SplitSettings = SplitSettings(),
-          settings: TrainSettings = TrainSettings(), params: str = "10k", overwrite: bool = False,
-          progress: bool = True) -> dict:
+          settings: TrainSettings = TrainSettings(), params: str = "10k", signal: SignalSettings = SignalSettings(),
+          overwrite: bool = False, progress: bool = True) -> dict:
     """`edgekit train`: an MSA-CNN student trained on the labels, saved as a checkpoint at `out`."""
     from .train import train_student
 
-    return train_student(_spec(data), out, split, params=params, settings=settings, overwrite=overwrite,
-                         progress=progress)
+    return train_student(_spec(data), out, split, params=params, signal=signal, settings=settings,
+                         overwrite=overwrite, progress=progress)
 
 
 def pretrain(data: str | DataSettings, out: str, teacher: TeacherSettings = TeacherSettings(size="large"),
@@ -50,11 +50,12 @@ def pretrain(data: str | DataSettings, out: str, teacher: TeacherSettings = Teac
 
 def finetune(data: str | DataSettings, out: str, teacher: TeacherSettings = FINETUNE_TEACHER,
              finetuning: FinetuneSettings = FinetuneSettings(), split: SplitSettings = SplitSettings(),
-             settings: TrainSettings = FINETUNE, progress: bool = True) -> dict:
+             settings: TrainSettings = FINETUNE, signal: SignalSettings = SignalSettings(),
+             progress: bool = True) -> dict:
     """`edgekit finetune`: a teacher (by default the general one that ships with edgekit) fine-tuned on labels."""
     from .teacher.finetune import finetune as run
 
-    return run(_spec(data), out, teacher, finetuning, split, settings, progress=progress)
+    return run(_spec(data), out, teacher, finetuning, split, settings, signal, progress=progress)
 
 
 def distill(teacher: str, out: str, settings: DistillSettings = DistillSettings(),

@@ -11,8 +11,8 @@ import click
 
 from edgekit_runtime.errors import UserError
 
-from .filters import SIGNAL_OPTIONS, signal_options
-from .settings import (DataSettings, DistillSettings, ExportSettings, SplitSettings, from_options, options)
+from .settings import (DataSettings, DistillSettings, ExportSettings, SignalSettings, SplitSettings, from_options,
+                       options)
 from .train_settings import RECIPE, TrainSettings
 
 
@@ -115,7 +115,7 @@ def data_to_csv(out, group, **spec):
               help="Per-channel normalisation with training statistics, or per window (window_scale: plus the "
                    "window's log scale as an offset); auto: window_scale when the windows' scales span more than "
                    "two orders of magnitude, else stored.")
-@signal_options
+@options(SignalSettings)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Checkpoint directory [default: runs/DATASET/checkpoint].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint directory.")
@@ -131,7 +131,7 @@ def train(params, width, normalize, out, overwrite, json_out, quiet, **kwargs):
     """
     from .train import train_student
 
-    signal = {k: kwargs.pop(k) for k in SIGNAL_OPTIONS}
+    signal = from_options(SignalSettings, kwargs)
     split = from_options(SplitSettings, kwargs)
     settings = from_options(TrainSettings, kwargs)
     spec = from_options(DataSettings, kwargs).spec()

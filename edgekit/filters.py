@@ -4,11 +4,9 @@ with the runtime's numba kernel and needs no scipy."""
 
 from __future__ import annotations
 
-import click
+from dataclasses import asdict
 
 from edgekit_runtime.errors import UserError
-
-SIGNAL_OPTIONS = ("highpass", "bandpass", "filter_order", "detrend", "max_gap")
 
 
 def design_filter(kind: str, cutoff_hz: tuple[float, ...], rate: float, order: int = 4):
@@ -28,8 +26,10 @@ def design_filter(kind: str, cutoff_hz: tuple[float, ...], rate: float, order: i
     return IIRFilter(sos, scipy.signal.sosfilt_zi(sos), kind, tuple(float(c) for c in cutoff_hz), order)
 
 
-def signal_steps(options: dict, rate: float) -> dict:
-    """`Preprocessing` keyword arguments (detrend, filter, max_gap) from the command-line options."""
+def signal_steps(options, rate: float) -> dict:
+    """`Preprocessing` keyword arguments (detrend, filter, max_gap) from a SignalSettings (or a dict of its
+    fields)."""
+    options = options if isinstance(options, dict) else asdict(options)
     highpass, bandpass = options.get("highpass"), options.get("bandpass")
     if highpass is not None and bandpass is not None:
         raise UserError("give --highpass or --bandpass, not both")
@@ -56,17 +56,16 @@ def signal_spec(steps: dict, rate: float) -> dict | None:
             "filter": steps["filter"].to_json() if steps["filter"] is not None else None}
 
 
-def signal_options(f):
-    """Command-line options for the signal-level steps; shared by the commands that fit preprocessing."""
-    opts = [
-        click.option("--highpass", type=float, help="High-pass the signal at this many Hz before windowing."),
-        click.option("--bandpass", help="Band-pass the signal: LOW,HIGH in Hz."),
-        click.option("--filter-order", type=int, help="Butterworth order of --highpass/--bandpass [default: 4]."),
-        click.option("--detrend", help="Remove each window's mean or linear trend per channel: none, constant or "
-                                       "linear [default: none]."),
-        click.option("--max-gap", type=float, help="On the board, resample irregular timestamps to the nominal "
-                                                   "rate, splitting the stream at gaps longer than this (seconds)."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+def filtered_splits(spec: dict, split, seed: int, signal=None):
+    """`data.labelled_splits` after the signal-level steps of `signal` (SignalSettings or a dict of its fields):
+    (dataset, spec, train, val, test, steps). Recordings are filtered and resampled whole, then cut, as `edgekit
+    run` does, and the spec keeps the steps so that every later stage reloads these windows; a bundled
+    benchmark's cases are filtered each on its own when prepared (data.model_inputs)."""
+    from .data import bundled_name, labelled_splits
+
+    ds, spec, tr, va, te = labelled_splits(spec, split, seed)
+    steps = signal_steps(signal or {}, ds.sampling_rate)
+    recording = signal_spec(steps, ds.sampling_rate)
+    if recording is not None and bundled_name(spec["dataset"]) is None:
+        ds, spec, tr, va, te = labelled_splits({**spec, "signal": recording}, split, seed)
+    return ds, spec, tr, va, te, steps

@@ -25,8 +25,8 @@ from edgekit_runtime.files import write_text_atomic
 
 from . import __version__
 from .recipe import Recipe, data_fingerprint
-from .settings import (BundleSettings, DistillSettings, ExportSettings, FinetuneSettings, SplitSettings,
-                       TeacherSettings, from_recipe)
+from .settings import (BundleSettings, DistillSettings, ExportSettings, FinetuneSettings, SignalSettings,
+                       SplitSettings, TeacherSettings, from_recipe)
 
 STAGES = ("pretrain", "finetune", "sweep", "distill", "export", "bundle", "bench")
 RESUMABLE = ("pretrain", "sweep")  # stages that continue inside their work directory after a kill
@@ -80,7 +80,7 @@ def _finetune(recipe: Recipe, run: Path, work: Path, progress: bool) -> dict:
     settings = from_recipe(TrainSettings, recipe["finetune"], FINETUNE, seed=recipe["data"]["seed"])
     summary = finetune(recipe.data_spec(), str(work / "teacher"), teacher,
                        from_recipe(FinetuneSettings, recipe["finetune"]), from_recipe(SplitSettings, recipe["data"]),
-                       settings, progress=progress)
+                       settings, from_recipe(SignalSettings, recipe["data"]), progress=progress)
     summary["checkpoint"] = "teacher"
     return {"teacher": "teacher", "summary": summary}
 

@@ -15,8 +15,8 @@ from edgekit_exporters.formats import FORMATS
 from edgekit_runtime.errors import UserError
 
 from .settings import (FINETUNE_TEACHER, NEW_TEACHER, NEW_TEACHER_SHAPE, REQUIRED, BundleSettings, DataSettings,
-                       DistillSettings, ExportSettings, FinetuneSettings, Key, SplitSettings, TeacherSettings,
-                       from_recipe, recipe_keys)
+                       DistillSettings, ExportSettings, FinetuneSettings, Key, SignalSettings, SplitSettings,
+                       TeacherSettings, from_recipe, recipe_keys)
 from .sweep import SweepSettings
 from .teacher.settings import MaskSettings, PretrainSettings
 from .train_settings import FINETUNE, FINETUNE_RECIPE, RECIPE, TrainSettings
@@ -26,7 +26,8 @@ def _sections() -> dict[str, dict[str, Key]]:
     """Every section's keys, made from the settings classes the commands' options are made from."""
     return {
         # data.seed seeds every stage (the split, initialisation and batches), as --seed does
-        "data": {**recipe_keys(DataSettings), **recipe_keys(SplitSettings),
+        # the signal steps apply from fine-tuning on (a pretraining stage sees the recordings as they are)
+        "data": {**recipe_keys(DataSettings), **recipe_keys(SplitSettings), **recipe_keys(SignalSettings),
                  **recipe_keys(TrainSettings, only=("seed",))},
         # pretrained = "general" (the default): start from the teacher that ships with edgekit (size, patch and time
         # bias are then its own; attention, block and topk choose the backend any teacher runs); "none": a new one

@@ -149,6 +149,19 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
+class SignalSettings:
+    """Signal-level steps before windowing (edgekit.filters), stored in the model's preprocessing and run the same
+    way on the board."""
+    highpass: float | None = setting(None, "High-pass the signal at this many Hz before windowing.")
+    bandpass: str | None = setting(None, "Band-pass the signal: LOW,HIGH in Hz.")
+    filter_order: int = setting(4, "Butterworth order of --highpass/--bandpass.", minimum=1)
+    detrend: str = setting("none", "Remove each window's mean or linear trend per channel.",
+                           choices=("none", "constant", "linear"))
+    max_gap: float | None = setting(None, "On the board, resample irregular timestamps to the nominal rate, "
+                                          "splitting the stream at gaps longer than this (seconds).")
+
+
+@dataclass(frozen=True)
 class SplitSettings:
     """How labelled data is split into training, validation and test windows (the random parts follow the
     stage's seed: TrainSettings.seed, PretrainSettings.seed)."""

@@ -14,7 +14,6 @@ from torch import nn
 
 from edgekit_runtime.errors import UserError
 
-from .data import labelled_splits
 from .normalization import fit_preprocessing
 from .settings import SplitSettings
 from .train_settings import TrainSettings
@@ -55,28 +54,22 @@ def student_config(ds, params: str = "10k", width: int | None = None, **options)
 
 def train_student(spec: dict, out: str, split: SplitSettings = SplitSettings(), params: str = "10k",
                   width: int | None = None,
-                  normalize: str = "auto", signal: dict | None = None, settings: TrainSettings = TrainSettings(),
+                  normalize: str = "auto", signal=None, settings: TrainSettings = TrainSettings(),
                   model_options: dict | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Load data, train an MSA-CNN on its labels (the recipe of `settings`, refitting on training + validation
     windows), evaluate on the test split, save a checkpoint; return a summary.
 
-    `signal`: filter/detrend/resampling options (edgekit.filters.SIGNAL_OPTIONS); `model_options`: MSACNNConfig
+    `signal`: filter/detrend/resampling steps (settings.SignalSettings, or a dict of its fields); `model_options`: MSACNNConfig
     fields to set (benchmarks/training_recipe.py)."""
     import time
 
     from .checkpoint import Checkpoint, HeldOut, save_checkpoint
-    from .data import bundled_name, model_inputs
-    from .filters import signal_spec, signal_steps
+    from .data import model_inputs
+    from .filters import filtered_splits
     from .models import MSACNN, count_macs, count_parameters
 
     started = time.perf_counter()
-    ds, spec, tr, va, te = labelled_splits(spec, split, settings.seed)
-    steps = signal_steps(signal or {}, ds.sampling_rate)
-    recording_steps = signal_spec(steps, ds.sampling_rate)
-    if recording_steps is not None and bundled_name(spec["dataset"]) is None:
-        # recordings are filtered and resampled whole, then cut, as `edgekit run` does; the spec keeps the steps
-        # so that every later stage reloads these windows
-        ds, spec, tr, va, te = labelled_splits({**spec, "signal": recording_steps}, split, settings.seed)
+    ds, spec, tr, va, te, steps = filtered_splits(spec, split, settings.seed, signal)
     pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length, steps)
     x = {k: model_inputs(pre, s) for k, s in (("train", tr), ("val", va), ("test", te))}
 

@@ -109,6 +109,36 @@ def test_training_windows_are_the_windows_edgekit_run_computes(tmp_path, signal)
     assert len(bundled) >= 5 and nearest.max() <= 1e-6
 
 
+def test_a_teacher_finetuned_with_signal_steps_teaches_on_the_boards_windows_and_passes_them_on(tmp_path):
+    """`edgekit finetune --highpass --max-gap` (a recipe's [data] keys): the teacher learns from the windows the board
+    computes (its window-level steps only, not filtered twice), and the distilled student inherits the steps."""
+    from edgekit.checkpoint import load_checkpoint
+    from edgekit.data import load_spec, model_inputs
+    from edgekit.distill import distill
+    from edgekit.settings import DistillSettings, SignalSettings, TeacherSettings
+    from edgekit.teacher.data import prepare
+    from edgekit.teacher.finetune import finetune
+    from edgekit.teacher.store import load_teacher
+    from edgekit.train_settings import TrainSettings
+
+    _recording(tmp_path / "rec.csv", np.random.default_rng(0))
+    spec = {"dataset": str(tmp_path / "rec.csv"), "window": 160, "stride": 40, "label_column": "label"}
+    finetune(spec, str(tmp_path / "teacher"), TeacherSettings(size="tiny"), settings=TrainSettings(epochs=1),
+             signal=SignalSettings(highpass=0.5, max_gap=0.2), progress=False)
+    teacher = load_teacher(str(tmp_path / "teacher"))
+    pre = teacher.preprocessing
+    assert pre.filter is not None and pre.filter.kind == "highpass" and pre.max_gap == 0.2
+    ds = load_spec(teacher.data)
+    assert ds.filtered and len(ds) > 10
+    np.testing.assert_allclose(prepare(ds, pre, teacher.model.cfg.patch).values.numpy(), model_inputs(pre, ds),
+                               atol=1e-6)
+
+    distill(str(tmp_path / "teacher"), str(tmp_path / "student"), settings=DistillSettings(minirocket=False),
+            train_settings=TrainSettings(epochs=1), progress=False)
+    student = load_checkpoint(tmp_path / "student")
+    assert student.preprocessing.to_json() == pre.to_json() and student.data.get("signal") == teacher.data["signal"]
+
+
 def test_a_benchmark_case_is_its_own_recording():
     """Cases are filtered from their own first sample, as `edgekit run` filters each case given as a recording."""
     from edgekit_runtime.stream import process_recording

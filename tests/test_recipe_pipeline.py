@@ -20,6 +20,7 @@ TINY = """
 name = "tiny"
 [data]
 dataset = "BasicMotions"
+bandpass = "0.5,4"
 [teacher]
 pretrained = "none"
 size = "tiny"
@@ -66,6 +67,8 @@ def write_recipe(tmp_path, steps=2, params="2k", name="tiny.toml"):
     ('[student]\nparams = "3k"\n', "data.dataset is required"),
     ('teacher = 3\n[data]\ndataset = "BasicMotions"\n', "teacher must be a table"),
     ('[data]\ndataset = "BasicMotions"\n[students]\n', "unknown key students; allowed: name, data,"),
+    ('[data]\ndataset = "BasicMotions"\ndetrend = "sideways"\n', "data.detrend = 'sideways' is not allowed; "
+                                                                 "allowed: none, constant, linear"),
     ('[data\n', "not valid TOML"),
     ('[data]\ndataset = "BasicMotions"\n[student]\nparams = "auto"\n', "add a [sweep] table"),
     ('[data]\ndataset = "BasicMotions"\n[sweep]\nfractions = [0.5, "all"]\n',
@@ -111,6 +114,8 @@ def test_pipeline_runs_skips_unchanged_stages_and_reruns_from_a_stage(tmp_path):
     assert set(records) == set(STAGES)
     bundle = run / "bundle" / records["bundle"]["result"]["bundle"]
     assert subprocess.run([EDGEKIT, "verify", str(bundle)], capture_output=True).returncode == 0
+    # [data]'s signal steps reach the board through the teacher and the student it taught
+    assert json.loads((bundle / "preprocess.json").read_text())["filter"]["cutoff_hz"] == [0.5, 4.0]
     assert json.loads((run / "bench" / "bench.json").read_text())["models"]
     assert not list((run / ".work").iterdir())  # every work directory was moved into place
 

@@ -9,8 +9,8 @@ import click
 
 from edgekit_runtime.errors import UserError
 
-from ..settings import (FINETUNE_TEACHER, NEW_TEACHER_SHAPE, DataSettings, FinetuneSettings, SplitSettings,
-                        TeacherSettings, from_options, options)
+from ..settings import (FINETUNE_TEACHER, NEW_TEACHER_SHAPE, DataSettings, FinetuneSettings, SignalSettings,
+                        SplitSettings, TeacherSettings, from_options, options)
 from ..train_settings import FINETUNE, FINETUNE_RECIPE, TrainSettings
 from .settings import MaskSettings, PretrainSettings
 
@@ -103,6 +103,7 @@ def pretrain(out, resume, overwrite, json_out, quiet, **kwargs):
 @options(TeacherSettings, only=("pretrained", "size", "attention", "patch"), defaults=FINETUNE_TEACHER)
 @options(FinetuneSettings)
 @options(TrainSettings, only=(*FINETUNE_RECIPE, "seed"), defaults=FINETUNE)
+@options(SignalSettings)
 @click.option("--out", type=click.Path(file_okay=False), help="Checkpoint directory [default: runs/DATASET/finetuned].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -120,9 +121,10 @@ def finetune(out, json_out, quiet, **kwargs):
     finetuning = from_options(FinetuneSettings, kwargs)
     split = from_options(SplitSettings, kwargs)
     settings = from_options(TrainSettings, kwargs, FINETUNE)
+    signal = from_options(SignalSettings, kwargs)
     spec = from_options(DataSettings, kwargs).spec()
     out = out or f"runs/{Path(spec['dataset']).name}/finetuned"
-    summary = run(spec, out, teacher, finetuning, split, settings, progress=not quiet)
+    summary = run(spec, out, teacher, finetuning, split, settings, signal, progress=not quiet)
     _write_json(json_out, summary)
     runs = len(summary["runs"])
     averaged = f", {runs} fine-tuning runs averaged" if runs > 1 else ""

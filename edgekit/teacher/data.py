@@ -83,7 +83,8 @@ def prepare(ds: WindowSet, pre: Preprocessing, patch: int) -> TeacherData:
     if len(empty):
         raise UserError(f"{ds.name}: window {empty[0]} has no observed values ({len(empty)} such windows); "
                         "drop them before training")
-    values = pre.prepare_windows(np.nan_to_num(values, nan=0.0))
+    # as data.model_inputs: windows cut from filtered recordings take only the window-level steps
+    values = (pre.transform_windows if ds.filtered else pre.prepare_windows)(np.nan_to_num(values, nan=0.0))
     values[~np.broadcast_to(observed[:, None, :], values.shape)] = 0.0
     if ds.timestamps is not None:
         times = ds.timestamps.astype(np.float64)

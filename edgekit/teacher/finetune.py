@@ -24,10 +24,11 @@ from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write
 
 from ..augment import Augment
-from ..data import WindowSet, labelled_splits
+from ..data import WindowSet
+from ..filters import filtered_splits
 from ..normalization import fit_preprocessing
 from ..training_loop import classification_metrics, predict_logits, train_classifier
-from ..settings import FinetuneSettings, SplitSettings, TeacherSettings
+from ..settings import FinetuneSettings, SignalSettings, SplitSettings, TeacherSettings
 from ..train_settings import FINETUNE, TrainSettings
 from .data import prepare
 from .ensemble import Ensemble
@@ -91,16 +92,19 @@ def crops_per_window(encoder: Teacher, length: int) -> int:
 
 def finetune(spec: dict, out: str, teacher: TeacherSettings = TeacherSettings(),
              finetuning: FinetuneSettings = FinetuneSettings(), split: SplitSettings = SplitSettings(),
-             settings: TrainSettings = FINETUNE, progress: bool = True) -> dict:
-    """Fine-tune a pretrained teacher (or train one from scratch when `teacher.pretrained` is None) on labels."""
+             settings: TrainSettings = FINETUNE, signal: SignalSettings = SignalSettings(),
+             progress: bool = True) -> dict:
+    """Fine-tune a pretrained teacher (or train one from scratch when `teacher.pretrained` is None) on labels,
+    after the signal-level steps of `signal`, which its students then inherit."""
     seed = settings.seed
-    ds, spec, tr, va, te = labelled_splits(spec, split, seed)
+    ds, spec, tr, va, te, steps = filtered_splits(spec, split, seed, signal)
     if finetuning.labels_per_class is not None:
         tr = few_labels(tr, finetuning.labels_per_class, seed)
     torch.manual_seed(seed)
     encoder, pre = start_encoder(teacher)
-    if pre is None or pre.channels != tuple(ds.channel_names):  # an encoder of other data: this data's statistics
-        pre = fit_preprocessing(tr, "auto", spec.get("stride") or ds.length)
+    # an encoder of other data, or signal steps it was not pretrained with: this data's statistics
+    if pre is None or pre.channels != tuple(ds.channel_names) or signal != SignalSettings():
+        pre = fit_preprocessing(tr, "auto", spec.get("stride") or ds.length, steps)
     data = {k: prepare(s, pre, encoder.cfg.patch) for k, s in (("train", tr), ("val", va), ("test", te))}
     settings = replace(settings, steps=settings.steps * crops_per_window(encoder, data["train"].values.shape[2]))
     runs = {}
