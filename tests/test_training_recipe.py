@@ -68,7 +68,7 @@ def test_training_without_augmentation_or_smoothing_is_plain_cross_entropy_that_
 
 def test_progress_into_a_file_or_pipe_is_redrawn_seldom(capsys):
     """Ten redraws a second on a terminal; into a log (stderr captured here, as a pipe would be) a run of
-    about 1.5 s draws the bar when it starts and when it closes, not 15 times."""
+    about 1.5 s draws the bar when it starts and when it closes, not at every one of its 150 epochs."""
     import time
 
     from edgekit.training_loop import fit
