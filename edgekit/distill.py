@@ -130,6 +130,16 @@ def minirocket_target(tr: WindowSet, keep: np.ndarray, extra: list[WindowSet], v
             "probabilities": (np.concatenate([p_tr, *p_extra]), p_va, p_te)}
 
 
+def _unlabelled_spec(u: dict, spec: dict) -> dict:
+    """Unlabelled recordings are cut as the teacher's data was: with its window unless given one, and filtered and
+    resampled by its signal steps (a bundled dataset comes as it is)."""
+    from .data import bundled_name
+
+    if bundled_name(u["dataset"]) is not None:
+        return u
+    return {"window": spec.get("window"), "signal": spec.get("signal"), **{k: v for k, v in u.items() if v is not None}}
+
+
 def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: list[dict] = (),
             params: str = "10k", width: int | None = None, settings: DistillSettings = DistillSettings(),
             train_settings: TrainSettings = TrainSettings(), labels_per_class: int | None = None,
@@ -167,7 +177,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     if tuple(ds.class_names) != tuple(teacher.classes):
         raise UserError(f"the teacher's classes {list(teacher.classes)} differ from {ds.name}'s {list(ds.class_names)}")
     tr, va, te = split_from_spec(ds, spec)
-    extra = [load_spec(u) for u in unlabeled]
+    extra = [load_spec(_unlabelled_spec(u, spec)) for u in unlabeled]
     for u in extra:
         if (u.n_channels, u.length) != (ds.n_channels, ds.length):
             raise UserError(f"unlabelled data {u.name} has {u.n_channels} channels × {u.length} samples; the "

@@ -133,8 +133,16 @@ def test_a_teacher_finetuned_with_signal_steps_teaches_on_the_boards_windows_and
     np.testing.assert_allclose(prepare(ds, pre, teacher.model.cfg.patch).values.numpy(), model_inputs(pre, ds),
                                atol=1e-6)
 
-    distill(str(tmp_path / "teacher"), str(tmp_path / "student"), settings=DistillSettings(minirocket=False),
-            train_settings=TrainSettings(epochs=1), progress=False)
+    # an unlabelled recording (no --window) is cut with the teacher's window and signal steps
+    (tmp_path / "more").mkdir()
+    lines = _recording(tmp_path / "more" / "rec.csv", np.random.default_rng(1))
+    (tmp_path / "more" / "rec.csv").write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    more = {"dataset": str(tmp_path / "more"), "window": 160}
+    assert len(load_spec({**more, "signal": teacher.data["signal"]})) != len(load_spec(more))
+    summary = distill(str(tmp_path / "teacher"), str(tmp_path / "student"), unlabeled=[{"dataset": more["dataset"]}],
+                      settings=DistillSettings(minirocket=False), train_settings=TrainSettings(epochs=1),
+                      progress=False)
+    assert summary["windows"]["train_unlabelled"] == len(load_spec({**more, "signal": teacher.data["signal"]}))
     student = load_checkpoint(tmp_path / "student")
     assert student.preprocessing.to_json() == pre.to_json() and student.data.get("signal") == teacher.data["signal"]
 
