@@ -56,16 +56,27 @@ def signal_spec(steps: dict, rate: float) -> dict | None:
             "filter": steps["filter"].to_json() if steps["filter"] is not None else None}
 
 
+def with_signal(spec: dict, rate: float, signal=None) -> tuple[dict, dict]:
+    """(spec, steps): the signal-level steps of `signal` (SignalSettings or a dict of its fields) for data sampled
+    at `rate`, and the spec that loads the recordings filtered and resampled whole, then cut, as `edgekit run`
+    does; every later stage reloads these windows from it. A bundled benchmark's spec is returned as it is: its
+    cases are filtered each on its own when prepared (data.model_inputs)."""
+    from .data import bundled_name
+
+    steps = signal_steps(signal or {}, rate)
+    recording = signal_spec(steps, rate)
+    if recording is not None and bundled_name(spec["dataset"]) is None:
+        spec = {**spec, "signal": recording}
+    return spec, steps
+
+
 def filtered_splits(spec: dict, split, seed: int, signal=None):
-    """`data.labelled_splits` after the signal-level steps of `signal` (SignalSettings or a dict of its fields):
-    (dataset, spec, train, val, test, steps). Recordings are filtered and resampled whole, then cut, as `edgekit
-    run` does, and the spec keeps the steps so that every later stage reloads these windows; a bundled
-    benchmark's cases are filtered each on its own when prepared (data.model_inputs)."""
-    from .data import bundled_name, labelled_splits
+    """`data.labelled_splits` after the signal-level steps of `signal` (`with_signal`): (dataset, spec, train, val,
+    test, steps)."""
+    from .data import labelled_splits
 
     ds, spec, tr, va, te = labelled_splits(spec, split, seed)
-    steps = signal_steps(signal or {}, ds.sampling_rate)
-    recording = signal_spec(steps, ds.sampling_rate)
-    if recording is not None and bundled_name(spec["dataset"]) is None:
-        ds, spec, tr, va, te = labelled_splits({**spec, "signal": recording}, split, seed)
+    filtered, steps = with_signal(spec, ds.sampling_rate, signal)
+    if filtered is not spec:
+        ds, spec, tr, va, te = labelled_splits(filtered, split, seed)
     return ds, spec, tr, va, te, steps

@@ -28,7 +28,7 @@ from click.core import ParameterSource
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write, write_text_atomic
 
-from .settings import DataSettings, from_options, options, setting
+from .settings import DataSettings, SignalSettings, from_options, options, setting
 from .train_settings import TrainSettings
 
 RESULT = "result.json"
@@ -73,6 +73,7 @@ def train_point(job: dict) -> dict:
     from .checkpoint import Checkpoint, save_checkpoint
     from .data import model_inputs
     from .distill import distillation_batches, standardised
+    from .filters import signal_steps
     from .settings import DistillSettings
     from .models import MSACNN, count_macs, count_parameters
     from .normalization import fit_preprocessing
@@ -90,7 +91,8 @@ def train_point(job: dict) -> dict:
 
         pre = load_teacher(job["teacher"]).preprocessing
     else:
-        pre = fit_preprocessing(tr_part, "auto", job["spec"].get("stride") or ds.length)
+        pre = fit_preprocessing(tr_part, "auto", job["spec"].get("stride") or ds.length,
+                                signal_steps(job["signal"], ds.sampling_rate))
     x_train, x_val, x_test = (model_inputs(pre, s) for s in (tr_part, va, te))
     torch.manual_seed(job["seed"])
     cfg = student_config(ds, job["params"])
@@ -225,8 +227,10 @@ def analyse(results: list[dict], ds, teacher: dict | None, settings: SweepSettin
 
 def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: list[str], fractions: list[float],
               seeds: int, settings: SweepSettings = SweepSettings(), distill_settings=None, jobs: int = 1,
-              ray_address: str | None = None, echo=print) -> dict:
-    """Train the grid (skipping points already done in `out`), fit, recommend; write OUT/sweep.json and sweep.md."""
+              ray_address: str | None = None, echo=print, signal=None) -> dict:
+    """Train the grid (skipping points already done in `out`), fit, recommend; write OUT/sweep.json and sweep.md.
+    `signal` (SignalSettings, students on labels only): filter/detrend/resampling steps, as `edgekit train` takes
+    them; students distilled from a teacher take the teacher's."""
     from .distill import minirocket_target, teacher_outputs
     from .settings import DistillSettings
     from .teacher.minirocket import mixed_logits
@@ -268,7 +272,13 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
                    "ood_error": 1 - classification_metrics(te.labels,
                                                            teacher_outputs(teacher_dir, t, te)[0])["accuracy"]}
     else:
+        from .filters import with_signal
+
         ds, tr, va, te = _splits(spec)
+        filtered, _ = with_signal(spec, ds.sampling_rate, signal)
+        if filtered is not spec:
+            spec = filtered
+            ds, tr, va, te = _splits(spec)
     if len(va) == 0:
         raise UserError("the split has no validation windows to measure in-distribution error on; give --val > 0")
     from .train import student_config
@@ -291,7 +301,8 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
         if done.is_file():
             results.append(json.loads(done.read_text()))
         else:
-            todo.append({**g, "spec": spec, "teacher": teacher_dir, "teacher_outputs": str(outputs_path or ""),
+            todo.append({**g, "spec": spec, "signal": asdict(signal) if signal and not teacher_dir else {},
+                         "teacher": teacher_dir, "teacher_outputs": str(outputs_path or ""),
                          "settings": asdict(settings), "distill": asdict(distill_settings), "threads": threads,
                          "out": str(out / "points" / g["id"])})
     echo(f"sweep     {len(grid)} students ({len(results)} already done), {ds.name}: {len(tr)} train, "
@@ -418,6 +429,7 @@ def _floats(value: str) -> list[float]:
               help="Without --teacher: share of the remaining windows held out as the in-distribution test set.")
 @click.option("--seed", "split_seed", default=0, show_default=True, help="Without --teacher: seed of the split.")
 @options(DataSettings, exclude=("dataset",))
+@options(SignalSettings)
 @click.option("--jobs", default=1, show_default=True, help="Students trained in parallel processes.")
 @click.option("--ray", "ray_address", help="Submit the grid to this Ray cluster instead (needs the ray extra).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
@@ -430,10 +442,11 @@ def sweep_command(dataset, teacher, budgets, fractions, seeds, split_method, tes
     if bool(dataset) == bool(teacher):
         raise UserError("give either DATASET (students trained on labels) or --teacher (students distilled)")
     if teacher:
-        ignored = _given_options(SPLIT_OPTIONS + tuple(f.name for f in fields(DataSettings)))
+        data_options = tuple(f.name for f in fields(DataSettings) + fields(SignalSettings))
+        ignored = _given_options(SPLIT_OPTIONS + data_options)
         if ignored:
-            raise UserError(f"{', '.join(ignored)}: the teacher's data and split are used with --teacher; "
-                            "drop them, or fine-tune a teacher on the data you want")
+            raise UserError(f"{', '.join(ignored)}: the teacher's data, split and signal steps are used with "
+                            "--teacher; drop them, or fine-tune a teacher on the data you want")
     data = from_options(DataSettings, kwargs, dataset=dataset)
     spec = None
     if dataset:
@@ -444,6 +457,6 @@ def sweep_command(dataset, teacher, budgets, fractions, seeds, split_method, tes
         method, groups = resolve_split(load_spec(spec), split_method, _strings(test_groups))
         spec.update(split=method, test_groups=groups, seed=split_seed, val=val, test=0.2)
     s = run_sweep(out, spec, teacher, _strings(budgets) or [], _floats(fractions), seeds,
-                  from_options(SweepSettings, kwargs), jobs=jobs,
-                  ray_address=ray_address, echo=click.echo)
+                  from_options(SweepSettings, kwargs), jobs=jobs, ray_address=ray_address, echo=click.echo,
+                  signal=from_options(SignalSettings, kwargs))
     click.echo(format_summary(s))

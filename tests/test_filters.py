@@ -147,6 +147,30 @@ def test_a_teacher_finetuned_with_signal_steps_teaches_on_the_boards_windows_and
     assert student.preprocessing.to_json() == pre.to_json() and student.data.get("signal") == teacher.data["signal"]
 
 
+def test_a_sweep_on_labels_trains_its_students_on_the_boards_windows(tmp_path):
+    """`edgekit sweep FILES --bandpass --max-gap --detrend` takes the signal steps as `edgekit train` does."""
+    from click.testing import CliRunner
+
+    from edgekit.checkpoint import load_checkpoint
+    from edgekit_runtime.cli import main
+    from edgekit.data import load_spec
+
+    _recording(tmp_path / "rec.csv", np.random.default_rng(0))
+    spec = {"dataset": str(tmp_path / "rec.csv"), "window": 100, "stride": 25, "label_column": "label"}
+    out = tmp_path / "sweep"
+    r = CliRunner().invoke(main, ["sweep", spec["dataset"], "--window", "100", "--stride", "25", "--label-column",
+                                  "label", "--bandpass", "0.5,10", "--max-gap", "0.2", "--detrend", "linear",
+                                  "--params", "1k", "--seeds", "1", "--epochs", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "sweep.json").read_text())
+    student = load_checkpoint(out / "points" / summary["points"][0]["id"] / "checkpoint")
+    pre = student.preprocessing
+    assert pre.filter.kind == "bandpass" and pre.filter.cutoff_hz == (0.5, 10.0) and pre.detrend == "linear"
+    assert student.data["signal"]["max_gap"] == 0.2
+    filtered = len(load_spec(student.data))  # the stream split at the gap: fewer windows than the raw recording
+    assert sum(summary["windows"].values()) == filtered < len(load_spec(spec))
+
+
 def test_a_benchmark_case_is_its_own_recording():
     """Cases are filtered from their own first sample, as `edgekit run` filters each case given as a recording."""
     from edgekit_runtime.stream import process_recording

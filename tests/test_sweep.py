@@ -125,7 +125,8 @@ def test_sweep_needs_exactly_one_of_dataset_and_teacher(tmp_path):
     assert r.exit_code == 1 and "give either DATASET" in r.output
 
 
-@pytest.mark.parametrize("args", [["--window", "64"], ["--val", "0.5"], ["--split", "random"]])
+@pytest.mark.parametrize("args", [["--window", "64"], ["--val", "0.5"], ["--split", "random"],
+                                  ["--bandpass", "0.5,4"]])
 def test_sweep_refuses_data_options_it_would_ignore_with_a_teacher(tmp_path, args):
     r = CliRunner().invoke(main, ["sweep", "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "s"), *args])
     assert r.exit_code == 1 and args[0] in r.output and "with --teacher" in r.output
