@@ -27,11 +27,13 @@ from click.core import ParameterSource
 
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_write, write_text_atomic
+from edgekit_runtime.model_dir import read_json
 
 from .settings import DataSettings, SignalSettings, from_options, options, setting
 from .train_settings import TrainSettings
 
 RESULT = "result.json"
+INPUTS = "inputs.json"  # what the finished students of a sweep directory were trained from
 
 
 @dataclass(frozen=True)
@@ -225,12 +227,30 @@ def analyse(results: list[dict], ds, teacher: dict | None, settings: SweepSettin
     return {"fits": fits, "recommendation": rec, "ood_is_grouped": ood_is_grouped}
 
 
+def _claim(out: Path, inputs: dict) -> None:
+    """Record what the students in `out` are trained from. A directory holding finished students of other data,
+    split, signal steps, settings or teacher is refused rather than resumed: its students would be reported as
+    this sweep's. (The grid may differ: more sizes or seeds add points.)"""
+    inputs = json.loads(json.dumps(inputs))  # as read back: lists, not tuples
+    if any((out / "points").glob(f"*/{RESULT}")):
+        if not (out / INPUTS).is_file():
+            raise UserError(f"{out}: holds students without a record of what they were trained from ({INPUTS}); "
+                            "remove it or give another --out")
+        held = read_json(out / INPUTS)
+        differ = [k for k in inputs if held.get(k) != inputs[k]]
+        if differ:
+            raise UserError(f"{out}: holds a sweep of other {', '.join(differ)}; remove it or give another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / INPUTS, json.dumps(inputs, indent=2) + "\n")
+
+
 def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: list[str], fractions: list[float],
               seeds: int, settings: SweepSettings = SweepSettings(), distill_settings=None, jobs: int = 1,
               ray_address: str | None = None, echo=print, signal=None) -> dict:
     """Train the grid (skipping points already done in `out`), fit, recommend; write OUT/sweep.json and sweep.md.
     `signal` (SignalSettings, students on labels only): filter/detrend/resampling steps, as `edgekit train` takes
     them; students distilled from a teacher take the teacher's."""
+    from .data import source_digest
     from .distill import minirocket_target, teacher_outputs
     from .settings import DistillSettings
     from .teacher.minirocket import mixed_logits
@@ -292,6 +312,12 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
             continue
         widths[b] = w
     budgets = list(widths)
+    job_signal = asdict(signal) if signal and not teacher_dir else {}
+    teacher_inputs = None if not teacher_dir else {
+        "weights_sha256": read_json(Path(teacher_dir) / "teacher.json")["weights_sha256"],
+        "distill": asdict(distill_settings)}
+    _claim(out, {"data": spec, "data files": source_digest(spec["dataset"]), "signal steps": job_signal,
+                 "settings": asdict(settings), "teacher": teacher_inputs})
     threads = 1 if (jobs > 1 or ray_address) else 0
     grid = [{"id": f"p{b}-f{f:g}-s{s}", "params": b, "fraction": f, "seed": s} for b in budgets for f in fractions
             for s in range(seeds)]
@@ -301,8 +327,8 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
         if done.is_file():
             results.append(json.loads(done.read_text()))
         else:
-            todo.append({**g, "spec": spec, "signal": asdict(signal) if signal and not teacher_dir else {},
-                         "teacher": teacher_dir, "teacher_outputs": str(outputs_path or ""),
+            todo.append({**g, "spec": spec, "signal": job_signal, "teacher": teacher_dir,
+                         "teacher_outputs": str(outputs_path or ""),
                          "settings": asdict(settings), "distill": asdict(distill_settings), "threads": threads,
                          "out": str(out / "points" / g["id"])})
     echo(f"sweep     {len(grid)} students ({len(results)} already done), {ds.name}: {len(tr)} train, "

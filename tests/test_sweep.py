@@ -56,6 +56,13 @@ def test_sweep_on_labels_fits_both_splits_and_resumes(tmp_path):
     again = CliRunner().invoke(main, args)
     assert "6 students (6 already done)" in again.output
     assert json.loads((out / "sweep.json").read_text())["points"] == s["points"]
+    # the same directory with other settings or data is refused, not reported with the first sweep's students
+    for changed, differ in ((["--epochs", "3"], "other settings"), (["--seed", "1"], "other data"),
+                            (["--bandpass", "0.5,4"], "other signal")):
+        r = CliRunner().invoke(main, args + changed)
+        assert r.exit_code == 1 and differ in r.output and "give another --out" in r.output, r.output
+        assert r.output.count("\n") == 1
+    assert json.loads((out / "sweep.json").read_text())["points"] == s["points"]
 
 
 def test_sweep_reads_a_users_csv_files_with_the_data_options_of_train(tmp_path):
@@ -65,13 +72,21 @@ def test_sweep_reads_a_users_csv_files_with_the_data_options_of_train(tmp_path):
     for f in (tmp_path / "csv").glob("*.csv"):
         f.write_text(f.read_text().replace("time,", "seconds,", 1))
     out = tmp_path / "sweep"
-    r = CliRunner().invoke(main, ["sweep", str(tmp_path / "csv"), "--window", str(window), "--label-column", "label",
-                                  "--time-column", "seconds", "--channels", "ch0", "--params", "1k", "--seeds", "1",
-                                  "--epochs", "1", "--out", str(out)])
+    args = ["sweep", str(tmp_path / "csv"), "--window", str(window), "--label-column", "label", "--time-column",
+            "seconds", "--channels", "ch0", "--params", "1k", "--seeds", "1", "--epochs", "1", "--out", str(out)]
+    r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     (point,) = json.loads((out / "sweep.json").read_text())["points"]
     checkpoint = json.loads((out / "points" / point["id"] / "checkpoint" / "checkpoint.json").read_text())
     assert checkpoint["preprocess"]["channels"] == ["ch0"] and checkpoint["data"]["time_column"] == "seconds"
+
+    # files changed since: their students are not this data's
+    changed = tmp_path / "csv" / "train.csv"
+    head, first, rest = changed.read_text().split("\n", 2)
+    time, value, label = first.split(",")
+    changed.write_text("\n".join([head, f"{time},{float(value) + 1},{label}", rest]))  # one value moved
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "holds a sweep of other data files" in r.output, r.output
 
 
 def test_sweep_distils_from_one_cached_teacher(tmp_path, monkeypatch):
