@@ -152,8 +152,8 @@ def test_a_sweep_on_labels_trains_its_students_on_the_boards_windows(tmp_path):
     from click.testing import CliRunner
 
     from edgekit.checkpoint import load_checkpoint
-    from edgekit_runtime.cli import main
     from edgekit.data import load_spec
+    from edgekit_runtime.cli import main
 
     _recording(tmp_path / "rec.csv", np.random.default_rng(0))
     spec = {"dataset": str(tmp_path / "rec.csv"), "window": 100, "stride": 25, "label_column": "label"}
