@@ -138,6 +138,10 @@ def test_parquet_and_irregular_iso_timestamps(tmp_path):
                                          "one recording: give each its own file"),
     ("time,a,b\n0,1,2\n0,1,2\n1,1,2\n", "line 3, column 'time': time does not increase (0.0 after 0.0)"),
     ("time,a,b\n0,1,2\n1,1,2\n", "fewer than one window of 4"),
+    ("time,a,b\n0.000,1,2\n1,1,2\nabc,1,2\n", "line 4, column 'time': not a number of seconds: 'abc'"),
+    ("time,a,b\n0,1,2\n1,1,2\nnan,1,2\n", "line 4, column 'time': not a number of seconds: 'nan'"),
+    ("time,a,b\n2024-01-01T00:00:00,1,2\n12:00,1,2\n", "line 3, column 'time': not a number of seconds or an "
+                                                          "ISO-8601 time: '12:00'"),
 ])
 def test_csv_loader_errors_name_file_row_and_column(tmp_path, text, message):
     p = _write(tmp_path, text)

@@ -68,6 +68,9 @@ def _times(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
         if num.notna().all():
             t = _numeric(df, col, path)
             dt = None
+        elif pd.notna(num.iloc[0]):  # a column of seconds: the first value that is none is the bad one
+            i = int(np.flatnonzero(num.isna().to_numpy())[0])
+            raise UserError(f"{path}: {_row(path, i)}, column {col!r}: not a number of seconds: {raw.iloc[i]!r}")
         else:
             dt = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
             if dt.isna().any():
