@@ -7,6 +7,7 @@ re-split."""
 from __future__ import annotations
 
 import json
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_directory
-from edgekit_runtime.model_dir import read_json
+from edgekit_runtime.model_dir import read_json, sha256_file
 from edgekit_runtime.preprocess import Preprocessing
 
 from . import __version__
@@ -94,6 +95,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, overwrite: bool = False)
     }
     with atomic_directory(path, overwrite=overwrite) as tmp:
         torch.save(ckpt.model.state_dict(), tmp / WEIGHTS)
+        meta["weights_sha256"] = sha256_file(tmp / WEIGHTS)
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
         if (h := ckpt.held_out) is not None:
             np.savez_compressed(tmp / HELD_OUT, test_values=h.test_values, test_labels=h.test_labels,
@@ -108,15 +110,21 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     kind = meta.get("model", {}).get("kind")
     if meta.get("format") != FORMAT or not isinstance(kind, str) or kind not in STUDENTS:
         raise UserError(f"{path / META}: unsupported checkpoint format or model kind")
+    if not (path / WEIGHTS).is_file():
+        raise UserError(f"{path}: {WEIGHTS} is missing")
+    # checkpoints written before the digest was recorded have none; torch.load's errors below catch most damage
+    if "weights_sha256" in meta and meta["weights_sha256"] != sha256_file(path / WEIGHTS):
+        raise UserError(f"{path / WEIGHTS}: sha256 differs from the one recorded in {META}; the file is damaged or "
+                        "was replaced, and is not loaded")
     try:
         model_class, config_class = STUDENTS[kind]
         model = model_class(config_class(**meta["model"]["config"]))
         state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except FileNotFoundError:
-        raise UserError(f"{path}: {WEIGHTS} is missing") from None
-    except (TypeError, ValueError, RuntimeError, KeyError) as e:
-        raise UserError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
+    except (TypeError, ValueError, RuntimeError, KeyError, IndexError, OSError, EOFError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path}: cannot load the model ({reason})") from None
     model.eval()
     return Checkpoint(model, Preprocessing.from_json(meta["preprocess"]), tuple(meta["classes"]),
                       meta.get("data", {}), meta.get("metrics", {}), _load_held_out(path))

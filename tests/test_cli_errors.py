@@ -56,6 +56,31 @@ def test_export_of_a_corrupt_checkpoint(tmp_path):
     assert_one_line_error(edgekit("export", tmp_path), "not valid JSON")
 
 
+@pytest.mark.parametrize("recorded", [True, False], ids=["with-digest", "written-before-digests"])
+def test_a_damaged_weights_file_in_a_checkpoint_is_refused_in_one_line(basic_motions_run, tmp_path, recorded):
+    import json
+    import shutil
+
+    from edgekit.checkpoint import load_checkpoint
+    from edgekit_runtime.errors import UserError
+
+    weights = (basic_motions_run["root"] / "checkpoint" / "model.pt").read_bytes()
+    for damage, data in (("garbage", bytes(range(256)) * 100), ("truncated", weights[:5000]), ("empty", b"")):
+        ckpt = tmp_path / f"{damage}-{recorded}"
+        shutil.copytree(basic_motions_run["root"] / "checkpoint", ckpt)
+        (ckpt / "model.pt").write_bytes(data)
+        if not recorded:
+            meta = json.loads((ckpt / "checkpoint.json").read_text())
+            del meta["weights_sha256"]
+            (ckpt / "checkpoint.json").write_text(json.dumps(meta))
+        with pytest.raises(UserError) as e:
+            load_checkpoint(ckpt)
+        expected = "sha256 differs" if recorded else "cannot load the model"
+        assert expected in str(e.value) and "\n" not in str(e.value), (damage, str(e.value))
+    assert_one_line_error(edgekit("export", ckpt, "--out", tmp_path / "m"), str(ckpt))
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("command", ["run", "bench", "info"])
 def test_board_commands_on_a_directory_that_is_not_a_model(tmp_path, command):
     args = [command, tmp_path] + (["x.csv"] if command == "run" else [])
