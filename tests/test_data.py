@@ -92,6 +92,8 @@ def test_group_split_holds_out_whole_groups():
     assert len(test) == 150 and len(train) + len(val) == 50
     with pytest.raises(UserError, match="unknown group"):
         split_dataset(ds, "group", test_groups=["nope"])
+    with pytest.raises(UserError, match="all 2 groups are test groups; leave at least one for training"):
+        split_dataset(load_dataset("GunPoint"), "group", test_groups=["test", "train"])
 
 
 def _write(tmp_path, text, name="rec.csv"):

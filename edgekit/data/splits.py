@@ -14,7 +14,7 @@ SPLIT_METHODS = ("random", "group")
 
 def _stratified(labels: np.ndarray | None, n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Indices (into 0..n-1) of a `fraction` sample, drawn per class so class balance is kept."""
-    if fraction <= 0:
+    if fraction <= 0 or n == 0:
         return np.empty(0, np.int64)
     strata = [np.arange(n)] if labels is None else [np.flatnonzero(labels == k) for k in np.unique(labels)]
     picked = []
@@ -56,6 +56,9 @@ def split_dataset(ds: WindowSet, method: str = "random", seed: int = 0, val: flo
         unknown = sorted(set(test_groups) - set(names))
         if unknown:
             raise UserError(f"{ds.name}: unknown group(s) {unknown}; groups are {names}")
+        if set(test_groups) >= set(names):
+            raise UserError(f"{ds.name}: all {len(names)} groups are test groups; leave at least one for "
+                            "training")
         test_idx = np.flatnonzero(np.isin(ds.groups, test_groups))
     rest = np.setdiff1d(np.arange(n), test_idx)
     rest_labels = None if ds.labels is None else ds.labels[rest]
