@@ -10,6 +10,7 @@ import json
 import click
 
 from edgekit_runtime.errors import UserError
+from edgekit_runtime.files import check_writable
 
 from .settings import (DataSettings, DistillSettings, ExportSettings, SignalSettings, SplitSettings, from_options,
                        options)
@@ -131,6 +132,8 @@ def train(params, width, normalize, out, overwrite, json_out, quiet, **kwargs):
     """
     from .train import train_student
 
+    if json_out:  # refused before the work, not after it
+        check_writable(json_out)
     signal = from_options(SignalSettings, kwargs)
     split = from_options(SplitSettings, kwargs)
     settings = from_options(TrainSettings, kwargs)
@@ -268,6 +271,8 @@ def distill(teacher, dataset, unlabeled, window, params, width, labels_per_class
 
     from .distill import distill as run
 
+    if json_out:
+        check_writable(json_out)
     out = out or str(Path(teacher).parent / "student")
     spec = {"dataset": dataset} if dataset else None
     extra = [{"dataset": u, "window": window} for u in unlabeled]

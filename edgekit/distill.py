@@ -157,6 +157,8 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     """
     from dataclasses import replace
 
+    from edgekit_runtime.files import check_writable
+
     from .checkpoint import Checkpoint, HeldOut, save_checkpoint
     from .models import MSACNN, count_macs, count_parameters
     from .teacher.ensemble import mean_probabilities
@@ -165,6 +167,7 @@ def distill(teacher_dir: str, out: str, spec: dict | None = None, unlabeled: lis
     from .teacher.store import load_teacher
     from .training_loop import train_classifier
 
+    check_writable(out, overwrite)
     teacher = load_teacher(teacher_dir)
     if not teacher.classes:
         raise UserError(f"{teacher_dir}: the teacher has no classification head; fine-tune it first")

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from edgekit_runtime.errors import UserError
+from edgekit_runtime.files import check_writable
 
 from .settings import ExportSettings
 
@@ -197,6 +198,9 @@ def quantize_checkpoint(checkpoint: str, out: str, settings: ExportSettings = Ex
 
     from .export import export_checkpoint
 
+    check_writable(out, overwrite)
+    if save_checkpoint:
+        check_writable(save_checkpoint, overwrite)
     settings = replace(settings, precision="int8")
     ptq_refusal = None
     if not qat:
@@ -221,6 +225,7 @@ def export_verified(checkpoint: str, out: str, settings: ExportSettings = Export
     quantisation, quantisation-aware training when that is refused). Returns the manifest."""
     from .export import export_checkpoint
 
+    check_writable(out, overwrite)
     if settings.precision == "int8":
         return quantize_checkpoint(checkpoint, out, settings, overwrite=overwrite, progress=progress)
     return export_checkpoint(checkpoint, out, settings, overwrite=overwrite)

@@ -26,7 +26,7 @@ import numpy as np
 from click.core import ParameterSource
 
 from edgekit_runtime.errors import UserError
-from edgekit_runtime.files import atomic_write, write_text_atomic
+from edgekit_runtime.files import atomic_write, check_writable, write_text_atomic
 from edgekit_runtime.model_dir import read_json
 
 from .settings import DataSettings, SignalSettings, from_options, options, setting
@@ -231,6 +231,7 @@ def _claim(out: Path, inputs: dict) -> None:
     """Record what the students in `out` are trained from. A directory holding finished students of other data,
     split, signal steps, settings or teacher is refused rather than resumed: its students would be reported as
     this sweep's. (The grid may differ: more sizes or seeds add points.)"""
+    check_writable(out)
     inputs = json.loads(json.dumps(inputs))  # as read back: lists, not tuples
     if any((out / "points").glob(f"*/{RESULT}")):
         if not (out / INPUTS).is_file():

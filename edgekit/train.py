@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from edgekit_runtime.errors import UserError
+from edgekit_runtime.files import check_writable
 
 from .normalization import fit_preprocessing
 from .settings import SplitSettings
@@ -68,6 +69,7 @@ def train_student(spec: dict, out: str, split: SplitSettings = SplitSettings(), 
     from .filters import filtered_splits
     from .models import MSACNN, count_macs, count_parameters
 
+    check_writable(out, overwrite)
     started = time.perf_counter()
     ds, spec, tr, va, te, steps = filtered_splits(spec, split, settings.seed, signal)
     pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length, steps)

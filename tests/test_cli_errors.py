@@ -81,6 +81,28 @@ def test_a_damaged_weights_file_in_a_checkpoint_is_refused_in_one_line(basic_mot
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "train-json", "export", "sweep"])
+def test_an_output_that_cannot_be_written_is_refused_in_one_line(basic_motions_run, tmp_path, command):
+    (tmp_path / "afile").write_text("not a directory\n")
+    out = tmp_path / "afile" / "sub"
+    args = {"train": ["train", "GunPoint", "--steps", "1", "--out", out],
+            "train-json": ["train", "GunPoint", "--steps", "1", "--out", tmp_path / "ckpt", "--json", out / "s.json"],
+            "export": ["export", basic_motions_run["root"] / "checkpoint", "--out", out],
+            "sweep": ["sweep", "GunPoint", "--params", "1k", "--seeds", "1", "--epochs", "1", "--out", out]}[command]
+    assert_one_line_error(edgekit(*args), str(out), "cannot write", "afile is not a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing written, the checkpoint neither
+
+
+def test_outputs_are_checked_before_training(tmp_path, monkeypatch):
+    import edgekit.train
+    from edgekit_runtime.errors import UserError
+
+    monkeypatch.setattr(edgekit.train, "train_and_refit", lambda *a, **k: pytest.fail("trained before the check"))
+    (tmp_path / "ckpt").mkdir()
+    with pytest.raises(UserError, match="already exists"):
+        edgekit.train.train_student({"dataset": "GunPoint"}, str(tmp_path / "ckpt"))
+
+
 @pytest.mark.parametrize("command", ["run", "bench", "info"])
 def test_board_commands_on_a_directory_that_is_not_a_model(tmp_path, command):
     args = [command, tmp_path] + (["x.csv"] if command == "run" else [])

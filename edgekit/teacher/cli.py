@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgekit_runtime.errors import UserError
+from edgekit_runtime.files import check_writable
 
 from ..settings import (FINETUNE_TEACHER, NEW_TEACHER_SHAPE, DataSettings, FinetuneSettings, SignalSettings,
                         SplitSettings, TeacherSettings, from_options, options)
@@ -63,6 +64,8 @@ def pretrain(out, resume, overwrite, json_out, quiet, **kwargs):
     """
     from .run import start_or_resume
 
+    if json_out:  # refused before the work, not after it
+        check_writable(json_out)
     split = from_options(SplitSettings, kwargs)
     teacher = from_options(TeacherSettings, kwargs, PRETRAIN_TEACHER)
     _check_shape_options(teacher)
@@ -116,6 +119,8 @@ def finetune(out, json_out, quiet, **kwargs):
     """
     from .finetune import finetune as run
 
+    if json_out:
+        check_writable(json_out)
     teacher = from_options(TeacherSettings, kwargs, FINETUNE_TEACHER)
     _check_shape_options(teacher)
     finetuning = from_options(FinetuneSettings, kwargs)

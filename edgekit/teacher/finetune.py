@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgekit_runtime.errors import UserError
-from edgekit_runtime.files import atomic_write
+from edgekit_runtime.files import atomic_write, check_writable
 
 from ..augment import Augment
 from ..data import WindowSet
@@ -96,6 +96,7 @@ def finetune(spec: dict, out: str, teacher: TeacherSettings = TeacherSettings(),
              progress: bool = True) -> dict:
     """Fine-tune a pretrained teacher (or train one from scratch when `teacher.pretrained` is None) on labels,
     after the signal-level steps of `signal`, which its students then inherit."""
+    check_writable(out)  # replaced when done, as a pretraining run's is
     seed = settings.seed
     ds, spec, tr, va, te, steps = filtered_splits(spec, split, seed, signal)
     if finetuning.labels_per_class is not None:

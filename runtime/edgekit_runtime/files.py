@@ -69,14 +69,35 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         f.write(text)
 
 
+def check_writable(path: str | Path, overwrite: bool = True) -> None:
+    """Refuse, before any work, an output that could not be written when the work is done: an existing one
+    without `overwrite`, or one whose nearest existing parent is not a directory this process can write in (a
+    probe directory is made there and removed; the missing parents are made only by the write itself)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: already exists (pass --overwrite to replace it)")
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{path}: cannot write ({parent} is not a directory)")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".edgekit-probe."))
+    except OSError as e:
+        raise UserError(f"{path}: cannot write in {parent} ({e.strerror})") from None
+
+
 @contextmanager
 def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that replaces `path` only when the block completes without error."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise UserError(f"{path}: already exists (pass --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror})") from None
     try:
         yield tmp
         if path.exists():
