@@ -1,6 +1,7 @@
 """The first slice end to end on real data: train on BasicMotions, export to ONNX, run with the runtime."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -31,6 +32,23 @@ def test_default_student_is_the_widest_within_ten_thousand_parameters():
 def test_too_small_a_budget_names_the_smallest_possible():
     with pytest.raises(UserError, match="smallest MSA-CNN for 6 channels, 4 classes and 100 samples has 154"):
         config_for_budget(6, 4, 100, 150)
+
+
+@pytest.mark.parametrize("budget", [1_000_000, 10_000_000])
+def test_a_large_budget_gets_the_widest_student_that_fits(budget):
+    cfg = config_for_budget(3, 4, 500, budget)  # found by bisection: ~420 width² parameters
+    assert count_parameters(MSACNN(cfg)) <= budget < count_parameters(MSACNN(replace(cfg, width=cfg.width + 0.25)))
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--params", "inf", "at most 10M"), ("--params", "nan", "at most 10M"), ("--params", "1e9", "at most 10M"),
+    ("--width", "nan", "width must be between 0.25 and 160"), ("--width", "inf", "width must be between"),
+    ("--width", "1e6", "width must be between"),
+])
+def test_a_student_size_out_of_reason_is_refused_in_one_line(tmp_path, option, value, message):
+    r = CliRunner().invoke(main, ["train", "GunPoint", option, value, "--steps", "1", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 1 and message in r.output and r.output.count("\n") == 1, r.output
+    assert not (tmp_path / "c").exists()
 
 
 def test_macs_count_the_convolutions_linears_and_attention():

@@ -50,6 +50,8 @@ from edgekit_runtime.errors import UserError
 from .macs import macs_of
 
 MIN_TOKENS = 4
+MAX_WIDTH = 160  # about 10M parameters: far past a board's student (the teacher is the large model)
+MAX_BUDGET = 10_000_000
 
 
 def default_kernel(length: int) -> int:
@@ -75,9 +77,10 @@ class MSACNNConfig:
     univariate_kernel: int = 1
 
     def __post_init__(self):
-        if self.width < 0.25 or min(self.scales, self.scale_kernel, self.kernel, self.univariate_kernel) < 1:
-            raise ValueError("width must be at least 0.25; scales, kernel, scale_kernel and univariate_kernel "
-                             "positive")
+        if not 0.25 <= self.width <= MAX_WIDTH:  # also refuses NaN
+            raise ValueError(f"width must be between 0.25 and {MAX_WIDTH}, got {self.width}")
+        if min(self.scales, self.scale_kernel, self.kernel, self.univariate_kernel) < 1:
+            raise ValueError("scales, kernel, scale_kernel and univariate_kernel must be positive")
         if self.kernel % 2 == 0 or self.univariate_kernel % 2 == 0:
             raise ValueError("kernel and univariate_kernel must be odd, so that a window keeps its length")
         if self.tokens < 1:
@@ -295,24 +298,30 @@ def parse_budget(text: str) -> int:
         value = float(t[:-1] if mult > 1 else t) * mult
     except ValueError:
         raise UserError(f"cannot read parameter budget {text!r}; write e.g. 3000, 10k or 1.5M") from None
-    if value <= 0:
-        raise UserError(f"parameter budget must be positive, got {text!r}")
+    if not 0 < value <= MAX_BUDGET:  # also refuses NaN and infinity
+        raise UserError(f"parameter budget must be positive and at most {MAX_BUDGET / 1e6:g}M, got {text!r}")
     return int(value)
 
 
 def config_for_budget(n_channels: int, n_classes: int, length: int, budget: int, **overrides) -> MSACNNConfig:
-    """The widest configuration (width in quarter steps) whose parameter count fits `budget`."""
-    def size(width):
-        cfg = MSACNNConfig.build(n_channels, n_classes, length, width=width, **overrides)
+    """The widest configuration (width in quarter steps) whose parameter count fits `budget`: the count grows with
+    the width, so doubling and then bisecting finds it in a few builds."""
+    def size(quarters: int):
+        cfg = MSACNNConfig.build(n_channels, n_classes, length, width=quarters / 4, **overrides)
         return cfg, count_parameters(MSACNN(cfg))
 
-    best, smallest = size(0.25)
+    fits, smallest = size(1)
     if smallest > budget:
         raise UserError(f"a budget of {budget:,} parameters is too small: the smallest MSA-CNN for "
                         f"{n_channels} channels, {n_classes} classes and {length} samples has {smallest:,}")
-    step = 0.25
-    while True:
-        cfg, n = size(best.width + step)
-        if n > budget:
-            return best
-        best = cfg
+    lo, hi = 1, 2  # lo fits; hi is tried next
+    while hi <= 4 * MAX_WIDTH and size(hi)[1] <= budget:
+        lo, hi = hi, 2 * hi
+    hi = min(hi, 4 * MAX_WIDTH + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if size(mid)[1] <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return size(lo)[0]
