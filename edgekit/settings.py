@@ -9,6 +9,7 @@ builds its options from here.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -265,6 +266,12 @@ class ExportSettings:
         from edgekit_exporters.formats import check_choice
 
         check_choice(self.format, self.precision)
+        bounds = {"atol": (self.atol, math.inf), "min_agreement": (self.min_agreement, 1),
+                  "max_accuracy_drop": (self.max_accuracy_drop, 1)}
+        for name, (value, top) in bounds.items():
+            if value is not None and not (math.isfinite(value) and 0 <= value <= top):  # NaN: a check never failing
+                limit = "a share from 0 to 1" if top == 1 else "a finite number from 0"
+                raise UserError(f"--{name.replace('_', '-')} must be {limit}, got {value}")
 
     def tolerances(self) -> dict:
         return {"max_abs_diff": self.atol, "min_agreement": self.min_agreement,

@@ -103,6 +103,16 @@ def test_outputs_are_checked_before_training(tmp_path, monkeypatch):
         edgekit.train.train_student({"dataset": "GunPoint"}, str(tmp_path / "ckpt"))
 
 
+@pytest.mark.parametrize("option, value", [("--atol", "nan"), ("--atol", "inf"), ("--min-agreement", "nan"),
+                                           ("--min-agreement", "1.5"), ("--max-accuracy-drop", "-1")])
+def test_export_tolerances_out_of_range_are_refused_before_exporting(option, value):
+    from edgekit.settings import ExportSettings
+    from edgekit_runtime.errors import UserError
+
+    with pytest.raises(UserError, match=f"{option} must be a"):
+        ExportSettings(**{option[2:].replace("-", "_"): float(value)})
+
+
 @pytest.mark.parametrize("command", ["run", "bench", "info"])
 def test_board_commands_on_a_directory_that_is_not_a_model(tmp_path, command):
     args = [command, tmp_path] + (["x.csv"] if command == "run" else [])
