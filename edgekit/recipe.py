@@ -7,6 +7,7 @@ choices or a dataset that does not exist is one error naming the key and what is
 from __future__ import annotations
 
 import hashlib
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,8 @@ def _type_name(t) -> str:
 def _is(value, t) -> bool:
     if t is bool:
         return isinstance(value, bool)
-    if t is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t is float:  # TOML has nan and inf, which no setting means
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return isinstance(value, t) and not isinstance(value, bool)
 
 
@@ -143,6 +144,9 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         if k in (*sections, "sweep") and not isinstance(raw[k], dict):
             raise UserError(f"{where}: {k} must be a table ([{k}])")
     top = _fill(where, "", {k: raw[k] for k in TOP_KEYS if k in raw}, TOP_KEYS)
+    if top["name"] is not None and (not top["name"].strip() or Path(top["name"]).name != top["name"]
+                                    or top["name"] in (".", "..")):
+        raise UserError(f"{where}: name = {top['name']!r} must be a plain name (the run directory is runs/NAME)")
     values = {s: _fill(where, f"{s}.", raw.get(s, {}), keys) for s, keys in sections.items()}
     values["sweep"] = _fill(where, "sweep.", raw["sweep"], SWEEP_KEYS) if "sweep" in raw else None
     exports = raw.get("export", [{}])
@@ -191,8 +195,8 @@ def parse_recipe(text: str, path: Path) -> Recipe:
             parse_budget(values["student"]["params"])
         except UserError as e:
             raise UserError(f"{where}: student.params: {e}") from None
-    for section, cls, prefix in (("data", SplitSettings, ""), ("pretrain", MaskSettings, "mask_"),
-                                 ("distill", DistillSettings, "")):
+    for section, cls, prefix in (("data", SplitSettings, ""), ("data", SignalSettings, ""),
+                                 ("pretrain", MaskSettings, "mask_"), ("distill", DistillSettings, "")):
         try:
             from_recipe(cls, values[section], prefix=prefix)
         except UserError as e:

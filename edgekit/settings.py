@@ -161,6 +161,20 @@ class SignalSettings:
     max_gap: float | None = setting(None, "On the board, resample irregular timestamps to the nominal rate, "
                                           "splitting the stream at gaps longer than this (seconds).")
 
+    def __post_init__(self):
+        """The forms, before any data is read (the cutoffs against the sampling rate: filters.design_filter)."""
+        if self.bandpass is not None:
+            try:
+                low, high = (float(v) for v in self.bandpass.split(","))
+            except ValueError:
+                raise UserError(f"--bandpass takes LOW,HIGH in Hz, got {self.bandpass!r}") from None
+            if not (math.isfinite(high) and 0 < low < high):
+                raise UserError(f"--bandpass {self.bandpass}: the cutoffs must be increasing positive numbers")
+        if self.highpass is not None and not (math.isfinite(self.highpass) and self.highpass > 0):
+            raise UserError(f"--highpass must be a positive number of Hz, got {self.highpass}")
+        if self.max_gap is not None and not (math.isfinite(self.max_gap) and self.max_gap > 0):
+            raise UserError(f"--max-gap must be a positive number of seconds, got {self.max_gap}")
+
 
 @dataclass(frozen=True)
 class SplitSettings:

@@ -77,6 +77,11 @@ def write_recipe(tmp_path, steps=2, params="2k", name="tiny.toml"):
     ('[data]\ndataset = "BasicMotions"\n[distill]\ntemperature = 0\n',
      "distill: the distillation temperature must be positive"),
     ('[data]\ndataset = "BasicMotions"\n[distill]\nsteps = 0\n', "distill.steps must be at least 1, got 0"),
+    ('[data]\ndataset = "BasicMotions"\n[distill]\nlr = nan\n', "distill.lr must be a number, got nan"),
+    ('[data]\ndataset = "BasicMotions"\n[sweep]\nfractions = [inf]\n', "sweep.fractions must be a list of numbers"),
+    ('[data]\ndataset = "BasicMotions"\nbandpass = "a,b"\n', "data: --bandpass takes LOW,HIGH in Hz, got 'a,b'"),
+    ('[data]\ndataset = "BasicMotions"\nmax_gap = -1.0\n', "data: --max-gap must be a positive number"),
+    ('name = "../../etc"\n[data]\ndataset = "BasicMotions"\n', "name = '../../etc' must be a plain name"),
 ])
 def test_invalid_recipe_is_one_line_naming_the_key_before_any_work(tmp_path, text, message):
     recipe = tmp_path / "r.toml"
