@@ -50,9 +50,16 @@ def _fields(cls, only, exclude):
 
 
 def _csv_tuple(ctx, param, value):
-    """A comma-separated option as a tuple (None when absent or empty)."""
-    items = tuple(v.strip() for v in (value or "").split(",") if v.strip())
-    return items or None
+    """A comma-separated option as a tuple (None when absent); naming nothing, or a name twice, is refused."""
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise UserError(f"{param.opts[0]} {value!r} names nothing; give comma-separated names")
+    twice = sorted({v for v in items if items.count(v) > 1})
+    if twice:
+        raise UserError(f"{param.opts[0]} names {', '.join(map(repr, twice))} more than once")
+    return items
 
 
 def _option(f: dataclasses.Field, base: type, default, prefix: str):

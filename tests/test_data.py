@@ -168,3 +168,18 @@ def test_several_files_share_one_class_set_and_group_by_file(tmp_path):
     c = _write(tmp_path, "time,w,label\n0,1,x\n1,2,x\n", "c.csv")
     with pytest.raises(UserError, match="channels"):
         load_tables([a, c], window=2, stride=2, label_column="label")
+
+
+def test_channels_that_are_the_time_or_label_column_or_named_twice_are_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit_runtime.cli import main
+
+    p = _write(tmp_path, GOOD)
+    for channels in (["time", "a"], ["a", "label"]):
+        with pytest.raises(UserError, match="is the time or label column, not a channel"):
+            load_table(p, window=4, stride=2, channels=channels, label_column="label")
+    for value, message in ((",", "--channels ',' names nothing"), ("a,b,a", "--channels names 'a' more than once")):
+        r = CliRunner().invoke(main, ["train", str(p), "--window", "4", "--label-column", "label", "--channels", value,
+                                      "--out", str(tmp_path / "c")])
+        assert r.exit_code == 1 and message in r.output and r.output.count("\n") == 1, r.output

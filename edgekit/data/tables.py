@@ -128,6 +128,9 @@ def load_table(
     if channels is None:
         channels = [c for c in df.columns if c not in reserved
                     and not (uncertainty_suffix and c.endswith(uncertainty_suffix))]
+    elif reserved & set(channels):
+        raise UserError(f"{path}: {', '.join(map(repr, sorted(reserved & set(channels))))} is the time or label "
+                        "column, not a channel")
     needed = [time_column, *channels]
     if label_column:
         needed.append(label_column)
