@@ -25,7 +25,7 @@ import numpy as np
 from edgekit_runtime import __version__ as runtime_version
 from edgekit_runtime.engine import backend_for, open_model
 from edgekit_runtime.errors import UserError
-from edgekit_runtime.files import atomic_directory, atomic_write
+from edgekit_runtime.files import atomic_directory, atomic_write, check_not_an_input
 from edgekit_runtime.model_dir import EVAL, MANIFEST, PREPROCESS, TAR_SUFFIXES, load_bundle, sha256_file
 from edgekit_runtime.signing import SIGNATURE, sign_manifest
 
@@ -70,6 +70,7 @@ def build_bundle(model_dirs: list[str], out: str, checkpoint: str | None = None,
     """Write the bundle, its manifest signed with the private key file `sign` if given; return its manifest."""
     if not model_dirs:
         raise UserError("give at least one model directory written by `edgekit export`")
+    check_not_an_input(out, *model_dirs, *([checkpoint] if checkpoint else []))
     sources = [load_bundle(d, trust=[]) for d in model_dirs]  # verifies every source against its own manifest
     first = sources[0]
     pre_json = (first.root / PREPROCESS).read_text()

@@ -6,11 +6,12 @@ Heavy imports (torch, aeon) happen inside the commands so that `edgekit --help` 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from edgekit_runtime.errors import UserError
-from edgekit_runtime.files import check_writable
+from edgekit_runtime.files import check_not_an_input, check_writable
 
 from .settings import (DataSettings, DistillSettings, ExportSettings, SignalSettings, SplitSettings, from_options,
                        options)
@@ -84,6 +85,8 @@ def data_to_csv(out, group, **spec):
 
     from edgekit_runtime.files import atomic_write
 
+    if Path(spec["dataset"]).exists():
+        check_not_an_input(out, spec["dataset"])
     ds = _load_spec(DataSettings(**spec).spec())
     if group is not None:
         if ds.groups is None or group not in set(ds.groups.tolist()):
@@ -191,8 +194,6 @@ def export(checkpoint, out, overwrite, **kwargs):
     for int8, a refused post-training quantisation falls back to quantisation-aware training, as
     `edgekit quantize` does.
     """
-    from pathlib import Path
-
     from .quantize import export_verified
 
     settings = from_options(ExportSettings, kwargs)
@@ -267,8 +268,6 @@ def distill(teacher, dataset, unlabeled, window, params, width, labels_per_class
     (--unlabeled, --labels-per-class) distillation runs twice: the second student learns from the mean of the
     teacher's and the first student's class probabilities (self-training).
     """
-    from pathlib import Path
-
     from .distill import distill as run
 
     if json_out:

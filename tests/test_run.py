@@ -188,3 +188,24 @@ def test_parquet_input_gives_the_csv_results_and_reports_bad_rows(model, test_cs
     r = edgekit("run", model, tmp_path / "bad.parquet")
     assert f"{tmp_path / 'bad.parquet'}:151: bad row: NaN or infinite value" in r.stderr
     assert len(records(r.stdout)) == 39  # the window holding the bad row is gone; the stream restarts after it
+
+
+def test_an_output_that_would_replace_an_input_is_refused(model, test_csv, tmp_path):
+    """--out naming the recording itself, or a file in the directory being read (read as a recording next time),
+    and the same for `data to-csv` and `bundle`: one-line errors, the inputs untouched."""
+    from click.testing import CliRunner
+
+    from edgekit_runtime.cli import main
+
+    recording = tmp_path / "data" / "rec.csv"
+    recording.parent.mkdir()
+    recording.write_bytes(test_csv.read_bytes())
+    cases = [["run", str(model), str(recording), "--out", str(recording)],
+             ["run", str(model), str(recording.parent), "--out", str(recording.parent / "predictions.jsonl")],
+             ["data", "to-csv", str(recording.parent), str(recording), "--window", "100", "--label-column", "label"],
+             ["bundle", str(model), "--out", str(model / "b.tar.gz")]]
+    for args in cases:
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1 and "the input" in r.output and r.output.count("\n") == 1, (args, r.output)
+    assert recording.read_bytes() == test_csv.read_bytes() and sorted(recording.parent.iterdir()) == [recording]
+    assert not (model / "b.tar.gz").exists()

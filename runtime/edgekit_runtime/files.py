@@ -87,6 +87,17 @@ def check_writable(path: str | Path, overwrite: bool = True) -> None:
         raise UserError(f"{path}: cannot write in {parent} ({e.strerror})") from None
 
 
+def check_not_an_input(out: str | Path, *inputs: str | Path) -> None:
+    """Refuse an output that is one of the inputs, or lies inside an input directory (where it would replace a
+    recording, or be read as one next time)."""
+    target = Path(os.path.realpath(out))
+    for source in inputs:
+        src = Path(os.path.realpath(source))
+        if target == src or src in target.parents:
+            where = "is" if target == src else "is inside"
+            raise UserError(f"{out}: {where} the input {source}; write the output elsewhere")
+
+
 @contextmanager
 def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that replaces `path` only when the block completes without error."""

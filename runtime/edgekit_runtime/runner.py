@@ -13,7 +13,7 @@ import numpy as np
 
 from .engine import check_model, choose_models, open_model
 from .errors import UserError
-from .files import atomic_write
+from .files import atomic_write, check_not_an_input
 from .model_dir import load_bundle
 from .readers import ReadStats, live_lines, read_chunks, read_parquet_chunks
 from .stream import StreamPreprocessor
@@ -95,6 +95,8 @@ class Runner:
                  idle_timeout: float | None = None, **options) -> None:
         """Run on a file, a directory of files, or `-` (stdin); write JSON lines to `out` or stdout."""
         live = follow or input_path == "-"
+        if out is not None and input_path != "-":
+            check_not_an_input(out, input_path)
         sources = self._sources(input_path, fmt, follow, idle_timeout)
         with _sink(out, live) as sink:
             for name, lines, source_fmt in sources:
