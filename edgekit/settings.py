@@ -259,8 +259,13 @@ class DistillSettings:
                                      "log-loss on the validation windows by more than its standard error.")
 
     def __post_init__(self):
-        if not self.temperature > 0:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise UserError(f"the distillation temperature must be positive, got {self.temperature}")
+        weights = (self.ce_weight, self.kd_weight, self.feature_weight)
+        if not all(math.isfinite(w) for w in weights) or self.ce_weight + self.kd_weight == 0:
+            raise UserError(f"the loss weights must be finite, and the cross-entropy or the KD weight above 0 (got "
+                            f"ce {self.ce_weight}, kd {self.kd_weight}, feature {self.feature_weight}): with neither, "
+                            "nothing teaches the classifier")
 
 
 @dataclass(frozen=True)

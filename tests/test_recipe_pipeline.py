@@ -78,6 +78,7 @@ def write_recipe(tmp_path, steps=2, params="2k", name="tiny.toml"):
      "distill: the distillation temperature must be positive"),
     ('[data]\ndataset = "BasicMotions"\n[distill]\nsteps = 0\n', "distill.steps must be at least 1, got 0"),
     ('[data]\ndataset = "BasicMotions"\n[distill]\nlr = nan\n', "distill.lr must be a number, got nan"),
+    ('[data]\ndataset = "BasicMotions"\n[distill]\nce_weight = 0\nkd_weight = 0\n', "nothing teaches the classifier"),
     ('[data]\ndataset = "BasicMotions"\n[sweep]\nfractions = [inf]\n', "sweep.fractions must be a list of numbers"),
     ('[data]\ndataset = "BasicMotions"\nbandpass = "a,b"\n', "data: --bandpass takes LOW,HIGH in Hz, got 'a,b'"),
     ('[data]\ndataset = "BasicMotions"\nmax_gap = -1.0\n', "data: --max-gap must be a positive number"),
