@@ -45,6 +45,11 @@ class SweepSettings:
     target: float = setting(0.02, "Recommend the smallest student whose predicted ID error is within this of the "
                                   "teacher's (without a teacher: of the fitted asymptote E).")
 
+    def __post_init__(self):
+        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.target) and 0 <= self.target < 1):
+            raise UserError(f"--lr must be positive and --target an error margin from 0 to 1 (got {self.lr}, "
+                            f"{self.target})")
+
 
 def _stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Indices of a per-class `fraction` of the windows (at least one per class), the same for the same seed."""
@@ -227,11 +232,36 @@ def analyse(results: list[dict], ds, teacher: dict | None, settings: SweepSettin
     return {"fits": fits, "recommendation": rec, "ood_is_grouped": ood_is_grouped}
 
 
+def _finished(path: Path) -> dict | None:
+    """A grid point's result, or None when it is not done: missing, or damaged (a disk filled up, a hand edit),
+    in which case the point is trained again."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict):
+        return None
+    numbers = [result.get(k) for k in ("parameters", "macs", "width", "fraction", "seed", "id_error")]
+    ood = result.get("ood_error")
+    ok = all(isinstance(v, (int, float)) for v in numbers) and (ood is None or isinstance(ood, (int, float)))
+    return result if ok and isinstance(result.get("id"), str) else None
+
+
+def _read_latency(path: Path) -> dict[int, float]:
+    """Latency per parameter count measured by an earlier run; a damaged file is measured again."""
+    try:
+        return {int(k): float(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
 def _claim(out: Path, inputs: dict) -> None:
     """Record what the students in `out` are trained from. A directory holding finished students of other data,
     split, signal steps, settings or teacher is refused rather than resumed: its students would be reported as
     this sweep's. (The grid may differ: more sizes or seeds add points.)"""
     check_writable(out)
+    if (out / "points").exists() and not (out / "points").is_dir():
+        raise UserError(f"{out / 'points'}: not a directory; remove it or give another --out")
     inputs = json.loads(json.dumps(inputs))  # as read back: lists, not tuples
     if any((out / "points").glob(f"*/{RESULT}")):
         if not (out / INPUTS).is_file():
@@ -264,6 +294,8 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
             raise UserError(f"data fractions must be in (0, 1], got {f}")
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
+    if not budgets:
+        raise UserError("--params names no parameter budget; give e.g. 1k,3k,10k")
     teacher, outputs_path = None, None
     distill_settings = distill_settings or DistillSettings()
     if teacher_dir:
@@ -324,9 +356,9 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
             for s in range(seeds)]
     results, todo = [], []
     for g in grid:
-        done = out / "points" / g["id"] / RESULT
-        if done.is_file():
-            results.append(json.loads(done.read_text()))
+        done = _finished(out / "points" / g["id"] / RESULT)
+        if done is not None:
+            results.append(done)
         else:
             todo.append({**g, "spec": spec, "signal": job_signal, "teacher": teacher_dir,
                          "teacher_outputs": str(outputs_path or ""),
@@ -339,7 +371,7 @@ def run_sweep(out: str, spec: dict | None, teacher_dir: str | None, budgets: lis
     results.sort(key=lambda r: (r["parameters"], r["fraction"], r["seed"]))
 
     known = out / "latency.json"
-    latency = {int(k): v for k, v in json.loads(known.read_text()).items()} if known.is_file() else {}
+    latency = _read_latency(known)
     for r in results:  # latency depends on the architecture only: measure each size once
         if r["parameters"] not in latency:
             latency[r["parameters"]] = _latency_ms(out / "points" / r["id"] / "checkpoint", out / "latency" / r["id"])
@@ -457,7 +489,8 @@ def _floats(value: str) -> list[float]:
 @click.option("--seed", "split_seed", default=0, show_default=True, help="Without --teacher: seed of the split.")
 @options(DataSettings, exclude=("dataset",))
 @options(SignalSettings)
-@click.option("--jobs", default=1, show_default=True, help="Students trained in parallel processes.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Students trained in parallel processes.")
 @click.option("--ray", "ray_address", help="Submit the grid to this Ray cluster instead (needs the ray extra).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Sweep directory (a pipeline run's RUN_DIR/sweep is picked up by edgekit report).")

@@ -63,6 +63,14 @@ def test_sweep_on_labels_fits_both_splits_and_resumes(tmp_path):
         assert r.exit_code == 1 and differ in r.output and "give another --out" in r.output, r.output
         assert r.output.count("\n") == 1
     assert json.loads((out / "sweep.json").read_text())["points"] == s["points"]
+    # damaged results (a full disk, a hand edit) are trained again, a damaged latency file measured again
+    first, second = (out / "points" / p["id"] / "result.json" for p in s["points"][:2])
+    first.write_text(first.read_text()[:20])
+    second.write_text('{"id": "x"}')
+    (out / "latency.json").write_text("{")
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "6 students (4 already done)" in again.output, again.output
+    assert len(json.loads((out / "sweep.json").read_text())["points"]) == 6
 
 
 def test_sweep_reads_a_users_csv_files_with_the_data_options_of_train(tmp_path):
@@ -122,6 +130,8 @@ def test_sweep_distils_from_one_cached_teacher(tmp_path, monkeypatch):
     (["--fractions", "0,1"], "data fractions must be in (0, 1]"),
     (["--fractions", "half"], "give comma-separated numbers"),
     (["--params", "10"], "a budget of 10 parameters is too small"),
+    (["--params", ","], "--params names no parameter budget"),
+    (["--target", "nan"], "--target an error margin from 0 to 1"),
 ])
 def test_sweep_bad_input_is_one_line(tmp_path, args, message):
     if args[0] == "--ray":

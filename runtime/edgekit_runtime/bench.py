@@ -9,8 +9,10 @@ bundle's evaluation windows, and the hardware. `compare` sets a run against an e
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,12 +25,14 @@ import numpy as np
 from . import __version__, reference
 from .coldstart import peak_rss_bytes
 from .engine import BACKENDS, backend_for, check_model, open_model
+from .errors import UserError
 from .model_dir import load_bundle
 from .signing import trusted_keys
 from .stream import Chunk, StreamPreprocessor
 
 BATCH_SIZES = (1, 8, 32, 128)
 QUICK_BATCH_SIZES = (1, 32)
+NOT_A_RESULT = "not an `edgekit bench --json` result"
 # name, direction (+1: higher is better), absolute tolerance before a relative change counts
 COMPARED = {
     "cold_start_s": -1, "preprocess_numba_ms": -1, "latency_median_ms": -1, "latency_p99_ms": -1,
@@ -83,7 +87,13 @@ def cold_start(bundle_path: str, model_name: str, cache_dir: str, trust_paths=()
                        capture_output=True, text=True, env=env, timeout=600)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
-        raise RuntimeError(f"cold-start process failed: {r.stderr.strip().splitlines()[-1:]}")
+        last = (r.stderr.strip().splitlines() or [""])[-1]
+        # the child dies of a UserError about the bundle (an unloadable model, say) as a traceback: its message is
+        # the one line `edgekit run` would give for the same bundle, so pass it on as ours
+        user_error = re.match(r"(?:edgekit_runtime\.errors\.)?UserError: (.*)", last)
+        if user_error:
+            raise UserError(user_error[1])
+        raise RuntimeError(f"cold-start process failed: {last}")
     child = json.loads(r.stdout.strip().splitlines()[-1])
     return {"seconds": wall, "peak_rss_bytes": child["peak_rss_bytes"]}
 
@@ -141,6 +151,8 @@ def run_bench(bundle_path, n_windows: int = 500, threads: int = 1, quick: bool =
     pre = b.preprocessing
     runnable = [m for m in b.models if backend_for(m.format) is not None]
     evals = b.eval_inputs()
+    if evals is not None and len(evals[1]) == 0:
+        evals = None  # an eval.npz of 0 windows (which `edgekit verify` accepts) has no accuracy: as without one
     if quick:
         n_windows = min(n_windows, 100)
     steps = ["cold start", "preprocessing", *[m.name for m in runnable]]
@@ -169,35 +181,63 @@ def run_bench(bundle_path, n_windows: int = 500, threads: int = 1, quick: bool =
     return result
 
 
-def flat_metrics(r: dict) -> dict:
-    """The compared numbers, keyed by metric (and model file)."""
+def flat_metrics(r: dict, where: str | None = None) -> dict:
+    """The compared numbers, keyed by metric (and model file). With `where`, `r` is an earlier run read from that
+    file, and anything in it that is not such a number (a missing key, a string, zero or less where a ratio is
+    taken against it) is refused in one line naming the file and the key: a ratio against it would crash or lie."""
+
+    def get(*path, zero_ok=False):
+        name = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path).lstrip(".")  # models[0].accuracy
+        v = r
+        try:
+            for k in path:
+                v = v[k]
+        except (KeyError, IndexError, TypeError):
+            raise UserError(f"{where}: {name}: missing; {NOT_A_RESULT}") from None
+        number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if where is not None and not (number and (v > 0 or zero_ok and v == 0)):
+            raise UserError(f"{where}: {name}: expected a {'non-negative' if zero_ok else 'positive'} number, "
+                            f"got {json.dumps(v)[:40]}")
+        return v
+
     out = {}
     if "cold_start" in r:
-        out["cold_start_s"] = r["cold_start"]["cached_s"]
-    out["preprocess_numba_ms"] = r["preprocess"]["numba"]["median_ms"]
-    for m in r.get("models", []):
+        out["cold_start_s"] = get("cold_start", "cached_s")
+    out["preprocess_numba_ms"] = get("preprocess", "numba", "median_ms")
+    models = r.get("models", [])
+    if where is not None:
+        # a run writes "models" unless no model ran here, and then names them in "skipped_models"
+        if "models" not in r and not r.get("skipped_models"):
+            raise UserError(f"{where}: models: missing, and no model skipped; {NOT_A_RESULT}")
+        if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("file"), str)
+                                                   for m in models):
+            raise UserError(f"{where}: models: expected a list of results each naming its file; {NOT_A_RESULT}")
+    for i, m in enumerate(models):
         key = m["file"]
-        out[f"latency_median_ms {key}"] = m["latency"]["median_ms"]
-        out[f"latency_p99_ms {key}"] = m["latency"]["p99_ms"]
-        out[f"windows_per_second_batch_1 {key}"] = m["windows_per_second"]["batch_1"]
-        out[f"windows_per_second_best {key}"] = m["windows_per_second"]["best"]
+        out[f"latency_median_ms {key}"] = get("models", i, "latency", "median_ms")
+        out[f"latency_p99_ms {key}"] = get("models", i, "latency", "p99_ms")
+        out[f"windows_per_second_batch_1 {key}"] = get("models", i, "windows_per_second", "batch_1")
+        out[f"windows_per_second_best {key}"] = get("models", i, "windows_per_second", "best")
         if "accuracy" in m:
-            out[f"accuracy {key}"] = m["accuracy"]
+            out[f"accuracy {key}"] = get("models", i, "accuracy", zero_ok=True)  # compared by difference
     return out
 
 
-def compare(new: dict, old: dict, threshold: float) -> tuple[list[dict], list[str]]:
+def compare(new: dict, old: dict, threshold: float, where: str = "the old run") -> tuple[list[dict], list[str]]:
     """Ratios new/old for every metric in both runs; regressions are times more than `threshold` times the old
     value, throughputs below old / threshold, or any accuracy drop beyond 0.005. A p99 latency from a --quick run
-    (the second-slowest of 100 calls) is shown but not held against the new run: it moves by half on a busy board."""
+    (the second-slowest of 100 calls) is shown but not held against the new run: it moves by half on a busy board.
+    A metric the old run lacks (a model that did not run there) gets a row with old and ratio None, so that the
+    comparison says what it left out. `old` is checked as flat_metrics(old, where) checks it."""
     rows, regressions = [], []
     quick = bool(new.get("quick") or old.get("quick"))
-    a, b = flat_metrics(new), flat_metrics(old)
+    a, b = flat_metrics(new), flat_metrics(old, where)
     for key in a:
-        if key not in b or not b[key]:
+        if key not in b:
+            rows.append({"metric": key, "old": None, "new": a[key], "ratio": None, "regression": False})
             continue
         metric = key.split(" ")[0]
-        ratio = a[key] / b[key]
+        ratio = a[key] / b[key] if b[key] else None  # only an accuracy can be 0
         if metric == "accuracy":
             worse = b[key] - a[key] > 0.005
         elif COMPARED[metric] > 0:
@@ -238,6 +278,8 @@ def format_table(r: dict, comparison: list[dict] | None = None) -> str:
     if comparison:
         lines.append(f"{'compared with old run':<48}{'old':>12}{'new':>12}{'new/old':>9}")
         for c in comparison:
-            flag = "  REGRESSION" if c["regression"] else ""
-            lines.append(f"{c['metric']:<48}{c['old']:>12.4g}{c['new']:>12.4g}{c['ratio']:>9.2f}{flag}")
+            flag = "  REGRESSION" if c["regression"] else "  not in the old run" if c["old"] is None else ""
+            old = "-" if c["old"] is None else f"{c['old']:.4g}"
+            ratio = "-" if c["ratio"] is None else f"{c['ratio']:.2f}"
+            lines.append(f"{c['metric']:<48}{old:>12}{c['new']:>12.4g}{ratio:>9}{flag}")
     return "\n".join(lines)

@@ -213,14 +213,19 @@ REGRESSION_EXIT = 3
 def bench(bundle, n_windows, threads, quick, json_out, compare_to, threshold, trust):
     """Measure BUNDLE on this machine: cold start, preprocessing (numba vs numpy), latency and throughput of every
     model that runs here, peak RSS, file sizes, accuracy on the embedded evaluation windows, hardware."""
-    from .bench import compare, format_table, run_bench
+    import math
+
+    from .bench import compare, flat_metrics, format_table, run_bench
     from .model_dir import read_json
 
+    # nan would never flag a regression and a threshold <= 0 always would (FloatRange lets nan through)
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise UserError(f"--threshold: expected a finite number above 0, got {threshold}")
     old = read_json(compare_to) if compare_to else None
-    if old is not None and "preprocess" not in old:
-        raise UserError(f"{compare_to}: not an `edgekit bench --json` result")
+    if old is not None:
+        flat_metrics(old, compare_to)  # refuse a baseline that is not a bench result before the minutes of measuring
     result = run_bench(bundle, n_windows=n_windows, threads=threads, quick=quick, progress=True, trust_paths=trust)
-    rows, regressions = compare(result, old, threshold) if old is not None else (None, [])
+    rows, regressions = compare(result, old, threshold, compare_to) if old is not None else (None, [])
     if old is not None:
         result["comparison"] = {"against": compare_to, "threshold": threshold, "rows": rows,
                                 "regressions": regressions}
