@@ -88,13 +88,13 @@ def check_writable(path: str | Path, overwrite: bool = True) -> None:
 
 
 def check_not_an_input(out: str | Path, *inputs: str | Path) -> None:
-    """Refuse an output that is one of the inputs, or lies inside an input directory (where it would replace a
-    recording, or be read as one next time)."""
+    """Refuse an output that is one of the inputs, or a file of an input directory (where it would replace a
+    recording, or be read as one next time; input directories are read without their subdirectories)."""
     target = Path(os.path.realpath(out))
     for source in inputs:
         src = Path(os.path.realpath(source))
-        if target == src or src in target.parents:
-            where = "is" if target == src else "is inside"
+        if target == src or target.parent == src:
+            where = "is" if target == src else "is a file of"
             raise UserError(f"{out}: {where} the input {source}; write the output elsewhere")
 
 
