@@ -209,3 +209,23 @@ def test_an_output_that_would_replace_an_input_is_refused(model, test_csv, tmp_p
         assert r.exit_code == 1 and "the input" in r.output and r.output.count("\n") == 1, (args, r.output)
     assert recording.read_bytes() == test_csv.read_bytes() and sorted(recording.parent.iterdir()) == [recording]
     assert not (model / "b.tar.gz").exists()
+
+
+def test_input_with_no_good_row_fails_and_unknown_labels_are_named(model, test_csv, tmp_path):
+    header, *rows = test_csv.read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([header] + [",".join(["x"] * len(header.split(",")))] * 150) + "\n")
+    r = edgekit("run", model, bad, "--out", tmp_path / "p.jsonl")
+    assert r.returncode == 1 and "all 150 rows are bad (reasons above): nothing was classified" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "p.jsonl").exists()
+
+    relabelled = tmp_path / "relabelled.csv"  # labels the model does not know count as wrong, and the summary says so
+    relabelled.write_text("\n".join([header] + [row.rsplit(",", 1)[0] + ",Jumping" for row in rows[:1000]]) + "\n")
+    r = edgekit("run", model, relabelled, "--label-column", "label")
+    assert r.returncode == 0 and "10 windows' labels are none of the model's classes" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args", [["--follow", "--idle-timeout", "nan"], ["--idle-timeout", "1"]])
+def test_idle_timeout_is_a_number_and_needs_follow(model, test_csv, args):
+    r = edgekit("run", model, test_csv, *args)
+    assert r.returncode == 1 and "--idle-timeout takes a number of seconds, and applies with --follow only" in r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from contextlib import contextmanager, suppress
@@ -75,13 +76,14 @@ class Runner:
             chunks = read_parquet_chunks(lines, self.pre.channels, self.pre.sampling_rate, **options)
         else:
             chunks = read_chunks(lines, source, self.pre.channels, self.pre.sampling_rate, fmt=fmt, **options)
-        n_windows = n_correct = 0
+        n_windows = n_correct = n_unknown = 0
         last_class = None
         for chunk in chunks:
             ends, windows, labels = stream.push(chunk)
             for rec in self.predict(ends, windows, source, labels):
                 n_windows += 1
                 n_correct += rec.get("label") == rec["class"]
+                n_unknown += label_column is not None and rec["label"] is None
                 if only_changes and rec["class"] == last_class:
                     continue
                 last_class = rec["class"]
@@ -89,7 +91,12 @@ class Runner:
         summary = f"{stats.rows} rows, {stats.bad_rows} bad rows skipped, {n_windows} windows"
         if label_column is not None and n_windows:
             summary += f", accuracy {n_correct / n_windows:.4f} against column {label_column!r}"
+            if n_unknown:
+                summary += (f" ({n_unknown} windows' labels are none of the model's classes "
+                            f"{', '.join(self.bundle.classes)}, and count as wrong)")
         print(f"edgekit: {source}: {summary}", file=sys.stderr, flush=True)
+        if stats.rows and stats.bad_rows == stats.rows:
+            raise UserError(f"{source}: all {stats.rows} rows are bad (reasons above): nothing was classified")
 
     def run_path(self, input_path: str, out: str | None = None, fmt: str | None = None, follow: bool = False,
                  idle_timeout: float | None = None, **options) -> None:
@@ -97,6 +104,8 @@ class Runner:
         live = follow or input_path == "-"
         if out is not None and input_path != "-":
             check_not_an_input(out, input_path)
+        if idle_timeout is not None and not (follow and math.isfinite(idle_timeout)):
+            raise UserError("--idle-timeout takes a number of seconds, and applies with --follow only")
         sources = self._sources(input_path, fmt, follow, idle_timeout)
         with _sink(out, live) as sink:
             for name, lines, source_fmt in sources:
