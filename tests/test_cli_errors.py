@@ -130,6 +130,9 @@ def test_run_on_input_missing_a_channel(basic_motions_run, tmp_path):
     r = edgekit("run", basic_motions_run["root"] / "model", p, "--out", out)
     assert_one_line_error(r, "missing channel column(s) acc_x", "(its header is separated by tabs: edgekit reads")
     assert not out.exists()
+    p.write_text("time,acc_x\n0,1\n", encoding="utf-16")  # a Windows tool's "Unicode" export
+    r = edgekit("run", basic_motions_run["root"] / "model", p, "--out", out)
+    assert_one_line_error(r, "missing channel column(s)", "(the file is not UTF-8 text: UTF-16, or not text at all?)")
 
 
 def test_existing_output_is_not_overwritten_silently(basic_motions_run):

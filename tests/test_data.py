@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgekit.data import load_dataset, load_table, load_tables, split_dataset
+from edgekit.data import load_dataset, load_table, load_tables, resolve_split, split_dataset
 from edgekit_runtime.errors import UserError
 
 # name -> (windows, channels, length, classes): the published sizes of each dataset.
@@ -94,6 +94,10 @@ def test_group_split_holds_out_whole_groups():
         split_dataset(ds, "group", test_groups=["nope"])
     with pytest.raises(UserError, match="all 2 groups are test groups; leave at least one for training"):
         split_dataset(load_dataset("GunPoint"), "group", test_groups=["test", "train"])
+    # naming test groups asks for a grouped split; with --split random they would be ignored
+    assert resolve_split(ds, None, ["S06R02E0"]) == ("group", ["S06R02E0"])
+    with pytest.raises(UserError, match="--test-groups names groups to hold out, which --split group does"):
+        resolve_split(ds, "random", ["S06R02E0"])
 
 
 def _write(tmp_path, text, name="rec.csv"):

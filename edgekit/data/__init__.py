@@ -86,11 +86,16 @@ def load_spec(spec: dict) -> WindowSet:
 
 
 def resolve_split(ds, method: str | None, test_groups: list[str] | None) -> tuple[str, list[str] | None]:
-    """The default split: a bundled benchmark's own train/test split when it has one, else random."""
+    """The default split: grouped when test groups are named, a bundled benchmark's own train/test split when it
+    has one, else random."""
+    if method == "random" and test_groups:
+        raise UserError("--test-groups names groups to hold out, which --split group does; drop one of them")
     if method is None:
-        if ds.groups is not None and set(ds.groups.tolist()) == {"train", "test"} and test_groups is None:
+        if test_groups:
+            return "group", test_groups
+        if ds.groups is not None and set(ds.groups.tolist()) == {"train", "test"}:
             return "group", ["test"]
-        return "random", test_groups
+        return "random", None
     return method, test_groups
 
 

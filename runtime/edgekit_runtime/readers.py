@@ -213,6 +213,8 @@ def separator_hint(header: list[str]) -> str:
     for sep, name in ((";", "semicolons"), ("\t", "tabs")):
         if len(header) == 1 and sep in header[0]:
             return f" (its header is separated by {name}: edgekit reads comma-separated files with decimal points)"
+    if any("\x00" in h or "\ufffd" in h for h in header):
+        return " (the file is not UTF-8 text: UTF-16, or not text at all?)"
     return ""
 
 
