@@ -310,7 +310,7 @@ def config_for_budget(n_channels: int, n_classes: int, length: int, budget: int,
         cfg = MSACNNConfig.build(n_channels, n_classes, length, width=quarters / 4, **overrides)
         return cfg, count_parameters(MSACNN(cfg))
 
-    fits, smallest = size(1)
+    _, smallest = size(1)
     if smallest > budget:
         raise UserError(f"a budget of {budget:,} parameters is too small: the smallest MSA-CNN for "
                         f"{n_channels} channels, {n_classes} classes and {length} samples has {smallest:,}")
