@@ -72,6 +72,8 @@ def train_student(spec: dict, out: str, split: SplitSettings = SplitSettings(), 
     check_writable(out, overwrite)
     started = time.perf_counter()
     ds, spec, tr, va, te, steps = filtered_splits(spec, split, settings.seed, signal)
+    if settings.patience is not None and len(va) == 0:
+        raise UserError("--patience stops on the validation loss, and this split has no validation windows (--val 0)")
     pre = fit_preprocessing(tr, normalize, spec.get("stride") or ds.length, steps)
     x = {k: model_inputs(pre, s) for k, s in (("train", tr), ("val", va), ("test", te))}
 

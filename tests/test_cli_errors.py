@@ -93,6 +93,17 @@ def test_an_output_that_cannot_be_written_is_refused_in_one_line(basic_motions_r
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing written, the checkpoint neither
 
 
+def test_patience_without_validation_windows_is_refused():
+    from edgekit.settings import SplitSettings
+    from edgekit.train import train_student
+    from edgekit.train_settings import TrainSettings
+    from edgekit_runtime.errors import UserError
+
+    with pytest.raises(UserError, match="--patience stops on the validation loss, and this split has no validation"):
+        train_student({"dataset": "GunPoint"}, "never-written", split=SplitSettings(val=0),
+                      settings=TrainSettings(patience=5))
+
+
 def test_outputs_are_checked_before_training(tmp_path, monkeypatch):
     import edgekit.train
     from edgekit_runtime.errors import UserError

@@ -399,6 +399,9 @@ def test_the_shipped_general_teacher_loads_and_a_tampered_one_is_refused(tmp_pat
     (bad / "model.pt").write_bytes(bytes(weights))
     with pytest.raises(UserError, match="sha256 differs"):
         load_teacher(bad)
+    (bad / "teacher.json").write_text("{}")
+    with pytest.raises(UserError, match="records no weights_sha256; not a teacher edgekit wrote"):
+        load_teacher(bad)
 
 
 def test_the_general_teacher_is_the_same_model_with_any_attention_backend():

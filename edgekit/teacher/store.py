@@ -65,7 +65,9 @@ def load_teacher(path) -> TeacherCheckpoint:
     meta = read_json(path / META)
     if not (path / WEIGHTS).is_file():
         raise UserError(f"{path}: {WEIGHTS} is missing")
-    if meta.get("weights_sha256") != _sha256(path / WEIGHTS):
+    if "weights_sha256" not in meta:
+        raise UserError(f"{path / META}: records no weights_sha256; not a teacher edgekit wrote")
+    if meta["weights_sha256"] != _sha256(path / WEIGHTS):
         raise UserError(f"{path / WEIGHTS}: sha256 differs from the one recorded in {META}; the file is corrupted "
                         "or was replaced, and is not loaded")
     try:
