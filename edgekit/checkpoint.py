@@ -102,6 +102,14 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, overwrite: bool = False)
                                 calibration=h.calibration, filtered=np.array(h.filtered))
 
 
+def verify_weights(weights: Path, recorded: str | None, meta_name: str) -> None:
+    """Refuse a weights file whose sha256 differs from the one `meta_name` beside it records (None: not
+    recorded), before torch reads it."""
+    if recorded is not None and recorded != sha256_file(weights):
+        raise UserError(f"{weights}: sha256 differs from the one recorded in {meta_name}; the file is damaged or was "
+                        "replaced, and is not loaded")
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_dir():
@@ -113,9 +121,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not (path / WEIGHTS).is_file():
         raise UserError(f"{path}: {WEIGHTS} is missing")
     # checkpoints written before the digest was recorded have none; torch.load's errors below catch most damage
-    if "weights_sha256" in meta and meta["weights_sha256"] != sha256_file(path / WEIGHTS):
-        raise UserError(f"{path / WEIGHTS}: sha256 differs from the one recorded in {META}; the file is damaged or "
-                        "was replaced, and is not loaded")
+    verify_weights(path / WEIGHTS, meta.get("weights_sha256"), META)
     try:
         model_class, config_class = STUDENTS[kind]
         model = model_class(config_class(**meta["model"]["config"]))

@@ -9,7 +9,6 @@ fp16 (the shipped general teacher) and are loaded as fp32.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,11 @@ import torch
 
 from edgekit_runtime.errors import UserError
 from edgekit_runtime.files import atomic_directory
-from edgekit_runtime.model_dir import read_json
+from edgekit_runtime.model_dir import read_json, sha256_file
 from edgekit_runtime.preprocess import Preprocessing
 
 from .. import __version__
+from ..checkpoint import verify_weights
 from .ensemble import Ensemble
 from .model import Teacher, TeacherConfig
 
@@ -38,10 +38,6 @@ class TeacherCheckpoint:
     trainer: dict | None = None  # optimizer/scheduler state dicts
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def save_teacher(path, ckpt: TeacherCheckpoint, half: bool = False) -> None:
     weights = ckpt.model.state_dict()
     if half:
@@ -50,7 +46,7 @@ def save_teacher(path, ckpt: TeacherCheckpoint, half: bool = False) -> None:
         torch.save(weights, tmp / WEIGHTS)
         if ckpt.trainer is not None:
             torch.save(ckpt.trainer, tmp / TRAINER)
-        meta = {"format": 2, "edgekit_version": __version__, "weights_sha256": _sha256(tmp / WEIGHTS),
+        meta = {"format": 2, "edgekit_version": __version__, "weights_sha256": sha256_file(tmp / WEIGHTS),
                 "config": ckpt.model.cfg.to_dict(),
                 "members": len(ckpt.model.members) if isinstance(ckpt.model, Ensemble) else None,
                 "preprocess": None if ckpt.preprocessing is None else ckpt.preprocessing.to_json(),
@@ -67,9 +63,7 @@ def load_teacher(path) -> TeacherCheckpoint:
         raise UserError(f"{path}: {WEIGHTS} is missing")
     if "weights_sha256" not in meta:
         raise UserError(f"{path / META}: records no weights_sha256; not a teacher edgekit wrote")
-    if meta["weights_sha256"] != _sha256(path / WEIGHTS):
-        raise UserError(f"{path / WEIGHTS}: sha256 differs from the one recorded in {META}; the file is corrupted "
-                        "or was replaced, and is not loaded")
+    verify_weights(path / WEIGHTS, meta["weights_sha256"], META)
     try:
         config = meta["config"]
         if config.get("n_classes") and "pooling" not in config:  # fine-tuned before the spread was pooled
