@@ -46,7 +46,7 @@ class SweepSettings:
                                   "teacher's (without a teacher: of the fitted asymptote E).")
 
     def __post_init__(self):
-        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.target) and 0 <= self.target < 1):
+        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.target) and 0 <= self.target <= 1):
             raise UserError(f"--lr must be positive and --target an error margin from 0 to 1 (got {self.lr}, "
                             f"{self.target})")
 
