@@ -102,9 +102,8 @@ def check_not_an_input(out: str | Path, *inputs: str | Path) -> None:
 def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that replaces `path` only when the block completes without error."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise UserError(f"{path}: already exists (pass --overwrite to replace it)")
-    try:
+    check_writable(path, overwrite)
+    try:  # the parent may still vanish or refuse in between
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     except OSError as e:
